@@ -1,0 +1,219 @@
+"""Train / val / test splits: stratified by class, grouped so that no lesion (or patient) spans two splits.
+
+A split is a table ``image_id, split`` saved to disk with a manifest (seed, ratios, grouping, catalog
+fingerprint, counts), so every later notebook trains and tests on exactly the same images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .. import paths
+from .catalog import fingerprint
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+GroupBy = Literal["auto", "lesion", "patient", "image"]
+
+
+class SplitError(ValueError):
+    """A split that does not fit the catalog it is used with."""
+
+
+def groups_of(catalog: pd.DataFrame, group_by: GroupBy = "auto") -> np.ndarray:
+    """An integer group per image: images sharing a lesion (and, with patients, a patient) share a group.
+
+    ``auto`` links images through both ``lesion_id`` and ``patient_id`` (where not empty), taking the
+    connected components, so neither a lesion nor a patient can end up in two splits.
+    """
+    if group_by == "image":
+        return np.arange(len(catalog))
+    keys = [("lesion", catalog["lesion_id"].to_numpy())] if group_by in ("auto", "lesion") else []
+    if group_by in ("auto", "patient"):
+        pids = catalog["patient_id"].to_numpy()
+        if group_by == "patient" and not (pids != "").any():
+            raise SplitError("group_by='patient' but the catalog has no patient ids; use 'lesion' or 'auto'")
+        keys.append(("patient", np.where(pids != "", pids, "")))
+    parent = list(range(len(catalog)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for _, values in keys:
+        first: dict[str, int] = {}
+        for i, v in enumerate(values):
+            if v == "":
+                continue
+            j = first.setdefault(v, i)
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[ri] = rj
+    roots = np.array([find(i) for i in range(len(catalog))])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def _allocate(sizes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Assign groups (largest first, in the given order) to the split whose relative shortfall is largest."""
+    filled = np.zeros(len(targets))
+    out = np.empty(len(sizes), dtype=np.int64)
+    live = targets > 0
+    for i in np.argsort(-sizes, kind="stable"):
+        deficit = np.where(live, (targets - filled) / np.where(live, targets, 1), -np.inf)
+        k = int(np.argmax(deficit[::-1]))          # ties go to the last split (test, then val): rare classes
+        k = len(targets) - 1 - k                   # land in the evaluation splits first
+        out[i] = k
+        filled[k] += sizes[i]
+    return out
+
+
+def make_split(
+    catalog: pd.DataFrame,
+    ratios: tuple[float, float, float] = (0.75, 0.10, 0.15),
+    seed: int = 0,
+    group_by: GroupBy = "auto",
+    stratify: str = "label",
+    use_official_test: bool = True,
+) -> pd.DataFrame:
+    """Split the catalog into train / val / test; returns ``image_id, split`` in catalog order.
+
+    Args:
+        catalog: the catalog table.
+        ratios: train, val, test fractions (normalised to sum to 1); study A uses 75/10/15, binary tasks 70/15/15.
+        seed: the split is a function of the catalog and this seed only.
+        group_by: ``auto`` (lesion, and patient where known), ``lesion``, ``patient``, or ``image`` (the
+            studies' leaky image-level split, kept for comparison).
+        stratify: column whose proportions each split keeps (``label``, or a binary target such as ``malignant``).
+        use_official_test: when the catalog holds the official ISIC 2018 test (and validation) sets, use them
+            as test (and part of val), and split only the training images, into train and val.
+    """
+    ratios_arr = np.asarray(ratios, dtype=float)
+    if ratios_arr.shape != (3,) or (ratios_arr < 0).any() or ratios_arr.sum() <= 0:
+        raise SplitError(f"ratios must be three non-negative numbers (train, val, test), got {ratios!r}")
+    if stratify not in catalog:
+        raise SplitError(f"stratify column {stratify!r} is not in the catalog (columns: {', '.join(catalog.columns)})")
+    ratios_arr = ratios_arr / ratios_arr.sum()
+    split = np.full(len(catalog), "", dtype=object)
+    pool = np.ones(len(catalog), dtype=bool)
+    official = catalog["official_split"].to_numpy() if "official_split" in catalog else np.full(len(catalog), "")
+    if use_official_test and (official == "test").any():
+        split[official == "test"] = "test"
+        split[official == "val"] = "val"
+        pool = official == "train"
+        ratios_arr = np.array([ratios_arr[0], ratios_arr[1], 0.0]) / (ratios_arr[0] + ratios_arr[1])
+    groups = groups_of(catalog, group_by)
+    strata = catalog[stratify].astype(str).to_numpy()
+    rng = np.random.default_rng(seed)
+    idx = np.flatnonzero(pool)
+    frame = pd.DataFrame({"group": groups[idx], "stratum": strata[idx]})
+    # a group's stratum is its most frequent value (ties: the smallest), so each group is placed once
+    major = frame.groupby("group")["stratum"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    sizes = frame.groupby("group").size()
+    assignment: dict[int, str] = {}
+    for stratum in sorted(major.unique()):
+        members = major.index[major == stratum].to_numpy()
+        members = members[rng.permutation(len(members))]
+        member_sizes = sizes.loc[members].to_numpy()
+        chosen = _allocate(member_sizes, ratios_arr * member_sizes.sum())
+        assignment.update({int(g): SPLITS[k] for g, k in zip(members, chosen)})
+    split[idx] = [assignment[int(g)] for g in groups[idx]]
+    return pd.DataFrame({"image_id": catalog["image_id"].to_numpy(), "split": split})
+
+
+def split_counts(catalog: pd.DataFrame, split: pd.DataFrame, by: str = "dx") -> pd.DataFrame:
+    """Images per class (rows) and split (columns), with totals: study A's Table 1."""
+    merged = catalog[["image_id", by]].merge(split, on="image_id", validate="one_to_one")
+    table = pd.crosstab(merged[by], merged["split"], margins=True, margins_name="total")
+    return table.reindex(columns=[s for s in SPLITS if s in table.columns] + ["total"])
+
+
+def leakage_report(catalog: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Lesions (and patients) found in more than one split, per pair of splits, and the images involved."""
+    merged = catalog.merge(split, on="image_id", validate="one_to_one")
+    rows = {}
+    keys = {"lesions": "lesion_id"}
+    if (merged["patient_id"] != "").any():
+        keys["patients"] = "patient_id"
+    for name, col in keys.items():
+        known = merged[merged[col] != ""]
+        per_group = known.groupby(col)["split"].agg(lambda s: frozenset(s))
+        row = {f"{a}&{b}": int(sum(1 for s in per_group if a in s and b in s))
+               for i, a in enumerate(SPLITS) for b in SPLITS[i + 1:]}
+        shared = per_group[per_group.map(len) > 1]
+        row["shared"] = len(shared)
+        row["images in shared"] = int(known[col].isin(shared.index).sum())
+        row["total"] = len(per_group)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def default_name(group_by: str, ratios: tuple[float, ...], seed: int) -> str:
+    """A readable split name, e.g. ``lesion-75-10-15-seed0``."""
+    kind = {"auto": "lesion", "image": "image"}.get(group_by, group_by)
+    return f"{kind}-{'-'.join(str(round(100 * r)) for r in ratios)}-seed{seed}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def save_split(
+    catalog: pd.DataFrame,
+    split: pd.DataFrame,
+    name: str,
+    *,
+    seed: int,
+    ratios: tuple[float, ...],
+    group_by: str,
+    stratify: str = "label",
+    folder: Path | None = None,
+) -> Path:
+    """Write ``split.csv`` and ``manifest.json`` (atomically) under ``splits/<name>/``; return the folder."""
+    folder = Path(folder) if folder else paths.splits_dir() / name
+    leaks = leakage_report(catalog, split)
+    manifest = {
+        "name": name, "seed": seed, "ratios": list(ratios), "group_by": group_by, "stratify": stratify,
+        "catalog_fingerprint": fingerprint(catalog), "layout": catalog.attrs.get("layout"),
+        "synthetic": bool(catalog.attrs.get("synthetic")), "n_images": len(split),
+        "counts": {k: int(v) for k, v in split["split"].value_counts().sort_index().items()},
+        "shared_lesions": int(leaks.loc["lesions", "shared"]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    _atomic_write(folder / "split.csv", split.to_csv(index=False))
+    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
+    return folder
+
+
+def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
+    """A saved split; with `catalog`, checks it was made from that same catalog (by fingerprint)."""
+    folder = Path(name_or_folder)
+    if not folder.is_dir():
+        folder = paths.splits_dir() / str(name_or_folder)
+    if not (folder / "split.csv").is_file():
+        available = sorted(p.name for p in paths.splits_dir().iterdir() if (p / "split.csv").is_file())
+        raise FileNotFoundError(f"no saved split {str(name_or_folder)!r} (looked in {paths.display_path(folder)}). "
+                                f"Run notebooks/02_splits.ipynb first. Saved splits: {available or 'none'}")
+    split = pd.read_csv(folder / "split.csv", dtype=str, keep_default_na=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    split.attrs["manifest"] = manifest
+    if catalog is not None:
+        current = fingerprint(catalog)
+        if manifest["catalog_fingerprint"] != current:
+            raise SplitError(
+                f"split {manifest['name']!r} was made from another catalog (fingerprint "
+                f"{manifest['catalog_fingerprint']}, this one is {current}): the dataset changed since. "
+                "Re-run notebooks/02_splits.ipynb to make a new split for this data.")
+    return split

@@ -1,0 +1,87 @@
+"""Where data, caches, splits, results and executed notebooks live.
+
+Every path a notebook or script uses is resolved here, so a kernel started by nbval in
+``notebooks/`` and a papermill run started from the repository root see the same folders.
+
+* ``SKINLIB_DATA``: a dataset root (any supported layout). Unset: the built-in synthetic data.
+* ``SKINLIB_WORKSPACE``: the folder for caches, splits, results and executed notebooks.
+  Unset: ``workspace/`` in the repository checkout, or ``~/.skinlib`` outside one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_ENV = "SKINLIB_DATA"
+WORKSPACE_ENV = "SKINLIB_WORKSPACE"
+
+
+def repo_root(start: Path | None = None) -> Path | None:
+    """The skinlib checkout containing `start` (default: this package, then the cwd), or None."""
+    candidates = [Path(start)] if start else [Path(__file__).resolve().parent, Path.cwd()]
+    for base in candidates:
+        for folder in (base.resolve(), *base.resolve().parents):
+            if (folder / "run_all.py").is_file() and (folder / "skinlib").is_dir():
+                return folder
+    return None
+
+
+def workspace() -> Path:
+    """The workspace root (created on first use)."""
+    env = os.environ.get(WORKSPACE_ENV)
+    if env:
+        root = Path(env).expanduser()
+    else:
+        repo = repo_root()
+        root = repo / "workspace" if repo else Path.home() / ".skinlib"
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def _sub(name: str) -> Path:
+    path = workspace() / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def cache_dir() -> Path:
+    """Decoded, resized image arrays (safe to delete; rebuilt on demand)."""
+    return _sub("cache")
+
+
+def splits_dir() -> Path:
+    """Saved splits with their manifests."""
+    return _sub("splits")
+
+
+def results_dir() -> Path:
+    """The results registry: one folder per run."""
+    return _sub("results")
+
+
+def synthetic_dir() -> Path:
+    """Generated synthetic datasets, one folder per (seed, size, resolution)."""
+    return _sub("synthetic")
+
+
+def outputs_dir() -> Path:
+    """Executed notebooks written by ``run_all.py``."""
+    return _sub("outputs")
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A path as it should appear in notebook output: relative to the workspace or repo, never machine-specific."""
+    path = Path(path).resolve()
+    anchors = [("$SKINLIB_WORKSPACE", workspace())]
+    repo = repo_root()
+    if repo:
+        anchors.append(("<repo>", repo))
+    anchors.append(("~", Path.home().resolve()))
+    for label, anchor in anchors:
+        try:
+            rel = path.relative_to(anchor)
+        except ValueError:
+            continue
+        return f"{label}/{rel.as_posix()}" if str(rel) != "." else label
+    return path.as_posix()
