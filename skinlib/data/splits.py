@@ -180,8 +180,12 @@ def save_split(
     group_by: str,
     stratify: str = "label",
     folder: Path | None = None,
+    extra: dict | None = None,
 ) -> Path:
-    """Write ``split.csv`` and ``manifest.json`` (atomically) under ``splits/<name>/``; return the folder."""
+    """Write ``split.csv`` and ``manifest.json`` (atomically) under ``splits/<name>/``; return the folder.
+
+    `extra` entries (e.g. train-split normalisation statistics) are added to the manifest.
+    """
     folder = Path(folder) if folder else paths.splits_dir() / name
     leaks = leakage_report(catalog, split)
     manifest = {
@@ -191,6 +195,7 @@ def save_split(
         "counts": {k: int(v) for k, v in split["split"].value_counts().sort_index().items()},
         "shared_lesions": int(leaks.loc["lesions", "shared"]),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
     }
     _atomic_write(folder / "split.csv", split.to_csv(index=False))
     _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))

@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Run the skinlib notebooks in order, headlessly, through papermill.
+
+    python run_all.py                       # every notebook, built-in synthetic data, quick defaults
+    python run_all.py --data ~/HAM10000     # the same on real data (any supported layout)
+    python run_all.py --profile full        # real-data settings from params/full/ (GPU box)
+    python run_all.py --list                # what would run, with resolved parameters and status
+    python run_all.py --only 02 --force     # one notebook, even if already done
+
+Every parameter file is checked against its notebook's parameters cell before anything runs.
+Executed notebooks go to <workspace>/outputs/<profile>/, never over the sources. Runs already done
+with identical parameters and notebook source are skipped. A failure names the notebook and cell
+and exits 1; the results of earlier runs stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from skinlib import paths  # noqa: E402
+from skinlib.runner import ParameterError, is_done, plan, run_all, select  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--profile", default="default", help="parameter profile: default (notebook defaults) or a folder of params/")
+    parser.add_argument("--data", type=Path, help="dataset root for every notebook (sets data_dir; else $SKINLIB_DATA, else synthetic)")
+    parser.add_argument("--allow-missing", action="store_true", help="leave out catalog rows whose image file is missing")
+    parser.add_argument("--only", nargs="+", metavar="NB", help="only these notebooks or runs (e.g. 01 02_splits)")
+    parser.add_argument("--from", dest="start", metavar="NB", help="start at this notebook or run")
+    parser.add_argument("--list", action="store_true", help="list the runs with their parameters and status, run nothing")
+    parser.add_argument("--force", action="store_true", help="run again even when already done with the same parameters")
+    parser.add_argument("--keep-going", action="store_true", help="after a failure, go on with the next notebooks")
+    parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    args = parser.parse_args(argv)
+
+    overrides = {}
+    if args.data is not None:
+        if not args.data.expanduser().is_dir():
+            parser.error(f"--data {args.data}: no such folder")
+        overrides["data_dir"] = str(args.data.expanduser().resolve())
+    if args.allow_missing:
+        overrides["allow_missing"] = True
+    try:
+        runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides), args.only, args.start)
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out_dir = paths.outputs_dir() / args.profile
+    if args.list:
+        for run in runs:
+            status = "done" if is_done(out_dir, run) else "pending"
+            gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
+            print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
+        return 0
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    print(f"profile {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
+    return run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
+                   progress=not args.no_progress)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

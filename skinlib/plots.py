@@ -1,0 +1,87 @@
+"""Figures used across notebooks. Each function draws on a given or new axes and returns the figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def _axes(ax, figsize):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def bar_counts(counts: pd.Series, title: str = "", ax=None, horizontal: bool = False, log: bool = False):
+    """Bars with the count written on each."""
+    fig, ax = _axes(ax, (7, 3.5) if not horizontal else (7, 0.3 * len(counts) + 1))
+    labels = [str(i) for i in counts.index]
+    bars = (ax.barh if horizontal else ax.bar)(labels, counts.to_numpy(), color=sns.color_palette("deep")[0])
+    ax.bar_label(bars, fmt="%d", padding=2, fontsize=9)
+    if log:
+        (ax.set_xscale if horizontal else ax.set_yscale)("log")
+    if horizontal:
+        ax.invert_yaxis()
+    ax.set_title(title)
+    return fig
+
+
+def image_grid(images: dict[str, np.ndarray], title: str = "", cell: float = 1.6):
+    """One row per key (its label on the left), images across."""
+    rows = len(images)
+    cols = max((len(v) for v in images.values()), default=1)
+    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * 0.8 * rows + 0.4), squeeze=False)
+    for r, (label, imgs) in enumerate(images.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(imgs):
+                ax.imshow(imgs[c])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(table: pd.DataFrame, title: str = "", fmt: str = "d", ax=None, cmap: str = "Blues"):
+    """Annotated heatmap of a small table (counts per class and split, confusion matrices)."""
+    fig, ax = _axes(ax, (0.9 * table.shape[1] + 2.5, 0.45 * table.shape[0] + 1))
+    sns.heatmap(table, annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax, linewidths=0.5)
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_title(title)
+    ax.set_ylabel(table.index.name or "")
+    ax.set_xlabel(table.columns.name or "")
+    return fig
+
+
+def metadata_overview(catalog: pd.DataFrame, order: list[str]):
+    """Age per class (box plot), sex per class (shares) and localisation counts, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1.2]})
+    known = catalog[catalog["dx"] != ""]
+    sns.boxplot(data=known, x="dx", y="age", order=order, ax=axes[0], color="#9ecae1")
+    axes[0].set_title("age by class")
+    sex = pd.crosstab(known["dx"], known["sex"], normalize="index").reindex(order)
+    sex.plot.bar(stacked=True, ax=axes[1], width=0.8, color=sns.color_palette("Set2"))
+    axes[1].set_title("sex by class (share)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].tick_params(axis="x", rotation=0)
+    bar_counts(catalog["localization"].value_counts(), "images by localisation", ax=axes[2], horizontal=True)
+    fig.tight_layout()
+    return fig
+
+
+def rate_bars(table: pd.DataFrame, column: str, title: str, ax=None):
+    """Bars of a rate column, each labelled with its rate and the number of images behind it."""
+    fig, ax = _axes(ax, (8, 3.5))
+    labels = [str(i) for i in table.index]
+    bars = ax.bar(labels, table[column].to_numpy(), color=sns.color_palette("deep")[3])
+    ax.bar_label(bars, labels=[f"{r:.2f}\nn={n}" for r, n in zip(table[column], table["images"])], fontsize=8)
+    ax.set_ylim(0, min(1.0, table[column].max() * 1.35 + 0.02))
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    return fig

@@ -1,0 +1,308 @@
+"""The engine of ``run_all.py``: find notebooks, resolve and validate parameters, execute, skip, report.
+
+Parameter files live in ``params/<profile>/<notebook stem>.yaml``. A file is a mapping of parameter
+names to values; it may add ``runs:``, a list of mappings each with a ``name`` and its own overrides,
+to execute the notebook several times (e.g. once per backbone)::
+
+    image_size: 224
+    runs:
+      - name: resnet50-rgb
+        backbone: resnet50
+      - name: resnet50-gray
+        backbone: resnet50
+        grayscale: true
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
+RESERVED = {"runs", "name"}
+
+
+class ParameterError(ValueError):
+    """A parameter file that does not fit its notebook; the message names file, key and fix."""
+
+
+@dataclass
+class Parameter:
+    """One entry of a notebook's ``parameters`` cell."""
+
+    name: str
+    default: Any
+    source: str          # the default as written
+    help: str
+
+
+@dataclass
+class Run:
+    """One execution of one notebook with fully resolved parameters."""
+
+    notebook: Path
+    name: str                                   # e.g. "05_transfer_learning--resnet50-rgb"
+    params: dict[str, Any] = field(default_factory=dict)   # overrides given to papermill
+    gpu: str = "none"
+
+    def digest(self) -> str:
+        """Hash of the notebook source and the parameters: equal digests mean identical runs."""
+        h = hashlib.sha256(self.notebook.read_bytes())
+        h.update(json.dumps(self.params, sort_keys=True, default=str).encode())
+        h.update(os.environ.get("SKINLIB_DATA", "").encode())      # the data a run without data_dir reads
+        return h.hexdigest()[:16]
+
+
+def find_notebooks(folder: Path) -> list[Path]:
+    """Numbered notebooks (``NN_topic.ipynb``) in order."""
+    return sorted(p for p in Path(folder).iterdir() if NOTEBOOK_PATTERN.match(p.name))
+
+
+def notebook_parameters(path: Path) -> dict[str, Parameter]:
+    """The parameters cell of a notebook: ``name = value  # help`` per line."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ParameterError(f"{path.name} must have exactly one cell tagged 'parameters' (found {len(cells)})")
+    params = {}
+    for lineno, line in enumerate(cells[0].source.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.match(r"^([A-Za-z_]\w*)\s*=\s*(.*?)\s*(?:#\s*(.*))?$", line)
+        if not match:
+            raise ParameterError(f"{path.name}, parameters cell line {lineno}: expected 'name = value  # help'")
+        name, source, help_ = match.groups()
+        try:
+            default = ast.literal_eval(source)
+        except (ValueError, SyntaxError) as exc:
+            raise ParameterError(f"{path.name}, parameter {name!r}: default {source!r} is not a literal") from exc
+        params[name] = Parameter(name, default, source, help_ or "")
+    return params
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str) -> None:
+    """Every key must be a parameter of the notebook, with a value of the default's type."""
+    errors = []
+    for key, value in values.items():
+        if key not in params:
+            close = difflib.get_close_matches(key, list(params), n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid names: {', '.join(params)}"
+            errors.append(f"{where}: unknown parameter {key!r}; {hint}")
+        elif not _type_ok(params[key].default, value):
+            p = params[key]
+            errors.append(f"{where}: parameter {key!r} should be like its default {p.source} "
+                          f"({type(p.default).__name__}), got {value!r} ({type(value).__name__})")
+    if errors:
+        raise ParameterError("\n".join(errors))
+
+
+def load_params_file(path: Path) -> dict[str, Any]:
+    """A parameter file as a mapping (empty file: no overrides)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: expected a mapping of parameter names to values, got {type(data).__name__}")
+    return data
+
+
+def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
+         overrides: dict[str, Any] | None = None) -> list[Run]:
+    """Every run of every notebook for a profile, with parameters validated; nothing is executed.
+
+    Raises:
+        ParameterError: listing every unknown key or wrongly typed value, by file.
+    """
+    notebooks = find_notebooks(notebooks_dir)
+    profile_dir = params_dir / profile if params_dir is not None else None
+    if profile != "default" and (profile_dir is None or not profile_dir.is_dir()):
+        known = sorted(p.name for p in params_dir.iterdir() if p.is_dir()) if params_dir and params_dir.is_dir() else []
+        raise ParameterError(f"no profile {profile!r}: {profile_dir} does not exist (profiles: default, {', '.join(known)})")
+    stems = {nb.stem for nb in notebooks}
+    errors, runs = [], []
+    if profile_dir is not None and profile_dir.is_dir():
+        for f in sorted(profile_dir.glob("*.y*ml")):
+            if f.stem not in stems:
+                close = difflib.get_close_matches(f.stem, sorted(stems), n=1)
+                errors.append(f"{f}: no notebook {f.stem}.ipynb" + (f"; did you mean {close[0]}.yaml?" if close else ""))
+    for nb_path in notebooks:
+        params = notebook_parameters(nb_path)
+        gpu = nbformat.read(nb_path, as_version=4).metadata.get("skinlib", {}).get("gpu", "none")
+        file = profile_dir / f"{nb_path.stem}.yaml" if profile_dir is not None else None
+        data = load_params_file(file) if file is not None and file.is_file() else {}
+        where = str(file) if file is not None and file.is_file() else nb_path.name
+        shared = {k: v for k, v in data.items() if k not in RESERVED}
+        variants = data.get("runs") or [{}]
+        if not isinstance(variants, list):
+            errors.append(f"{where}: 'runs' must be a list of mappings")
+            continue
+        try:
+            check_values(shared, params, where)
+        except ParameterError as exc:
+            errors.append(str(exc))
+        for i, variant in enumerate(variants):
+            if not isinstance(variant, dict) or (len(variants) > 1 and "name" not in variant):
+                errors.append(f"{where}: runs[{i}] must be a mapping with a 'name'")
+                continue
+            own = {k: v for k, v in variant.items() if k != "name"}
+            try:
+                check_values(own, params, f"{where} runs[{i}]")
+            except ParameterError as exc:
+                errors.append(str(exc))
+            resolved = {**shared, **own}
+            for key, value in (overrides or {}).items():
+                if key in params:
+                    resolved[key] = value
+            name = nb_path.stem + (f"--{variant['name']}" if variant.get("name") else "")
+            runs.append(Run(nb_path, name, resolved, gpu))
+    if errors:
+        raise ParameterError("parameter files do not fit their notebooks:\n  " + "\n  ".join(errors))
+    return runs
+
+
+def select(runs: list[Run], only: list[str] | None = None, start: str | None = None) -> list[Run]:
+    """Runs picked by ``--only`` (numbers or names, e.g. ``01`` or ``02_splits``) and ``--from``."""
+    def matches(run: Run, key: str) -> bool:
+        return run.notebook.stem == key or run.notebook.stem.startswith(f"{key}_") or run.name == key
+
+    for key in (only or []) + ([start] if start else []):
+        if not any(matches(r, key) for r in runs):
+            raise ParameterError(f"no notebook or run matches {key!r}; see --list")
+    if only:
+        runs = [r for r in runs if any(matches(r, k) for k in only)]
+    if start:
+        first = next(i for i, r in enumerate(runs) if matches(r, start))
+        runs = runs[first:]
+    return runs
+
+
+def record_path(out_dir: Path, run: Run) -> Path:
+    return out_dir / f"{run.name}.run.json"
+
+
+def is_done(out_dir: Path, run: Run) -> bool:
+    """True when this exact run (same notebook source, same parameters) already succeeded."""
+    record = record_path(out_dir, run)
+    if not record.is_file() or not (out_dir / f"{run.name}.ipynb").is_file():
+        return False
+    info = json.loads(record.read_text())
+    return info.get("status") == "ok" and info.get("digest") == run.digest()
+
+
+def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: str = "") -> None:
+    info = {"notebook": run.notebook.name, "run": run.name, "params": run.params, "digest": run.digest(),
+            "status": status, "seconds": round(seconds, 1), "error": error,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".run.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=2, default=str)
+    os.replace(tmp, record_path(out_dir, run))
+
+
+def gpu_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True) -> str | None:
+    """Run one notebook with papermill; None on success, else a message naming the failing cell."""
+    import papermill as pm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / f"{run.name}.ipynb"
+    started = time.time()
+    try:
+        pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
+                            progress_bar=progress, kernel_name="python3")
+    except pm.PapermillExecutionError as exc:
+        cell = _failing_cell(output, exc.exec_count)
+        message = (f"{run.notebook.name} failed in cell {cell} (execution count {exc.exec_count}): "
+                   f"{exc.ename}: {exc.evalue}\n    executed notebook with the traceback: {output}")
+        _write_record(out_dir, run, "failed", time.time() - started, message)
+        return message
+    except Exception as exc:  # kernel died, notebook unreadable, ...
+        message = f"{run.notebook.name} could not be executed: {type(exc).__name__}: {exc}"
+        _write_record(out_dir, run, "failed", time.time() - started, message)
+        return message
+    _write_record(out_dir, run, "ok", time.time() - started)
+    return None
+
+
+def _failing_cell(output: Path, exec_count: int | None) -> str:
+    """Position (1-based, counted in the source notebook) and first line of the cell that failed."""
+    try:
+        nb = nbformat.read(output, as_version=4)
+    except Exception:
+        return "?"
+    added = {"injected-parameters", "papermill-error-cell-tag"}     # cells papermill inserts
+    position = 0
+    for cell in nb.cells:
+        if added & set(cell.metadata.get("tags", [])):
+            continue
+        position += 1
+        if cell.cell_type == "code" and cell.get("execution_count") == exec_count:
+            first = next((ln for ln in cell.source.splitlines() if ln.strip() and not ln.startswith("#")), "")
+            return f"{position} ('{first[:60]}')"
+    return "?"
+
+
+def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
+            progress: bool = True, log=sys.stdout) -> int:
+    """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed)."""
+    failures = []
+    has_gpu = None
+    for i, run in enumerate(runs, 1):
+        prefix = f"[{i}/{len(runs)}] {run.name}"
+        if not force and is_done(out_dir, run):
+            print(f"{prefix}: already done with these parameters, skipped (--force to run again)", file=log, flush=True)
+            continue
+        if run.gpu == "required":
+            has_gpu = gpu_available() if has_gpu is None else has_gpu
+            if not has_gpu:
+                print(f"{prefix}: SKIPPED, this notebook needs a GPU and none is available", file=log, flush=True)
+                continue
+        print(f"{prefix}: running ...", file=log, flush=True)
+        started = time.time()
+        error = execute(run, out_dir, cwd, progress)
+        if error:
+            print(f"{prefix}: FAILED after {time.time() - started:.0f}s\n  {error}", file=log, flush=True)
+            failures.append(error)
+            if not keep_going:
+                break
+        else:
+            print(f"{prefix}: done in {time.time() - started:.0f}s -> {out_dir / (run.name + '.ipynb')}",
+                  file=log, flush=True)
+    if failures:
+        print(f"\n{len(failures)} run(s) failed; results of the others are kept:\n  " + "\n  ".join(failures),
+              file=log, flush=True)
+        return 1
+    return 0

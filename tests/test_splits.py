@@ -1,0 +1,122 @@
+"""Split invariants: groups never cross splits, class ratios hold, same seed same split, saved and checked."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from skinlib.data import load_catalog
+from skinlib.data.splits import (
+    SplitError, default_name, groups_of, leakage_report, load_split, make_split, save_split, split_counts,
+)
+
+
+@pytest.fixture(scope="module")
+def ham(synthetic_small):
+    return load_catalog(synthetic_small, layout="ham10000")
+
+
+@pytest.fixture(scope="module")
+def archive(synthetic_small):
+    with pytest.warns(UserWarning):
+        return load_catalog(synthetic_small, layout="isic_archive")
+
+
+def splits_per(catalog, split, column):
+    merged = catalog.merge(split, on="image_id")
+    merged = merged[merged[column] != ""]
+    return merged.groupby(column)["split"].nunique()
+
+
+def test_no_lesion_in_two_splits(ham):
+    split = make_split(ham, seed=1)
+    assert (splits_per(ham, split, "lesion_id") == 1).all()
+    assert leakage_report(ham, split).loc["lesions", "shared"] == 0
+
+
+def test_no_patient_in_two_splits(archive):
+    split = make_split(archive, (0.7, 0.15, 0.15), seed=0, stratify="malignant")
+    assert (splits_per(archive, split, "patient_id") == 1).all()
+    assert (splits_per(archive, split, "lesion_id") == 1).all()
+    report = leakage_report(archive, split)
+    assert list(report.index) == ["lesions", "patients"] and report["shared"].sum() == 0
+
+
+def test_class_ratios_within_tolerance(ham):
+    ratios = (0.75, 0.10, 0.15)
+    counts = split_counts(ham, make_split(ham, ratios, seed=2))
+    share = counts[["train", "val", "test"]].div(counts["total"], axis=0)
+    for cls in ("nv", "mel", "bkl", "bcc"):                 # classes with enough lesions to hit the ratio
+        assert share.loc[cls].tolist() == pytest.approx(list(ratios), abs=0.05), cls
+    for cls in ("df", "vasc", "akiec"):                     # rare classes still reach every split
+        assert (counts.loc[cls, ["train", "val", "test"]] > 0).all(), cls
+    assert share.loc["total"].tolist() == pytest.approx(list(ratios), abs=0.02)
+
+
+def test_deterministic_for_a_seed_and_different_across_seeds(ham):
+    a, b = make_split(ham, seed=5), make_split(ham, seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["split"].equals(make_split(ham, seed=6)["split"])
+    shuffled = ham.sample(frac=1, random_state=0)
+    c = make_split(shuffled.sort_values("image_id").reset_index(drop=True), seed=5)
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_image_level_split_leaks_and_the_report_counts_it(ham):
+    split = make_split(ham, seed=0, group_by="image")
+    report = leakage_report(ham, split)
+    shared = splits_per(ham, split, "lesion_id")
+    assert report.loc["lesions", "shared"] == (shared > 1).sum() > 0
+    assert report.loc["lesions", "images in shared"] == ham["lesion_id"].isin(shared[shared > 1].index).sum()
+
+
+def test_leakage_report_on_a_hand_made_split():
+    catalog = pd.DataFrame({"image_id": list("abcdef"), "lesion_id": ["L1", "L1", "L2", "L2", "L3", "L4"],
+                            "patient_id": ["P1", "P1", "P1", "P2", "P3", "P3"]})
+    split = pd.DataFrame({"image_id": list("abcdef"), "split": ["train", "test", "train", "train", "val", "test"]})
+    report = leakage_report(catalog, split)
+    assert report.loc["lesions"].to_dict() == {"train&val": 0, "train&test": 1, "val&test": 0, "shared": 1,
+                                               "images in shared": 2, "total": 4}
+    assert report.loc["patients", "shared"] == 2 and report.loc["patients", "val&test"] == 1
+
+
+def test_groups_link_lesions_through_patients():
+    catalog = pd.DataFrame({"lesion_id": ["L1", "L1", "L2", "L3"], "patient_id": ["", "P1", "P1", ""]})
+    groups = groups_of(catalog, "auto")
+    assert groups[0] == groups[1] == groups[2] != groups[3]
+    assert len(set(groups_of(catalog, "lesion"))) == 3
+    with pytest.raises(SplitError, match="no patient ids"):
+        groups_of(catalog.assign(patient_id=""), "patient")
+
+
+def test_official_test_set_is_the_test_split(synthetic_small):
+    isic = load_catalog(synthetic_small, layout="isic2018")
+    split = make_split(isic, seed=0).merge(isic[["image_id", "official_split"]], on="image_id")
+    assert (split.loc[split.official_split == "test", "split"] == "test").all()
+    assert (split.loc[split.official_split == "val", "split"] == "val").all()
+    assert set(split.loc[split.official_split == "train", "split"]) == {"train", "val"}
+    assert set(make_split(isic, seed=0, use_official_test=False)["split"]) == {"train", "val", "test"}
+
+
+def test_bad_arguments(ham):
+    with pytest.raises(SplitError, match="three non-negative"):
+        make_split(ham, (0.8, 0.2))
+    with pytest.raises(SplitError, match="'malignant' is not in the catalog"):
+        make_split(ham, stratify="malignant")
+
+
+def test_saved_split_round_trips_and_checks_the_catalog(ham):
+    split = make_split(ham, seed=0)
+    name = default_name("auto", (0.75, 0.10, 0.15), 0)
+    assert name == "lesion-75-10-15-seed0"
+    folder = save_split(ham, split, name, seed=0, ratios=(0.75, 0.10, 0.15), group_by="auto",
+                        extra={"normalization": {"mean": [0.5] * 3}})
+    loaded = load_split(name, ham)
+    pd.testing.assert_frame_equal(loaded, split, check_dtype=False)
+    manifest = loaded.attrs["manifest"]
+    assert manifest["seed"] == 0 and manifest["shared_lesions"] == 0 and manifest["normalization"]["mean"] == [0.5] * 3
+    assert not list(folder.glob(".*"))                       # no temporary files left behind
+    with pytest.raises(SplitError, match="made from another catalog.*02_splits"):
+        load_split(name, ham.iloc[:-1])
+    with pytest.raises(FileNotFoundError, match="Run notebooks/02_splits.ipynb first.*lesion-75-10-15-seed0"):
+        load_split("nope", ham)
