@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make study` and `make test`. Each creates or refreshes .venv as needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+ARGS   ?=
+DATA   ?=
+
+.PHONY: study test lab bench env clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "skinlib needs Python 3.10 or newer, this is " + sys.version.split()[0]'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+env: $(STAMP)                                    ## create or refresh the virtual environment
+
+study: $(STAMP)                                  ## run every notebook (DATA=path for real data, ARGS=... for run_all.py)
+	$(BIN)/python run_all.py $(if $(DATA),--data "$(DATA)") $(ARGS)
+
+test: $(STAMP)                                   ## unit tests and notebook checks (nbval)
+	$(BIN)/python -m pytest $(ARGS)
+
+lab: $(STAMP)                                    ## open the notebooks in JupyterLab
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/python -m jupyter lab notebooks/
+
+bench: $(STAMP)                                  ## speed of the data pipeline (full-size synthetic data)
+	$(BIN)/python benchmarks/data_pipeline.py $(ARGS)
+
+clean:                                           ## remove the environment and the workspace (data, caches, results)
+	rm -rf $(VENV) workspace
