@@ -125,7 +125,7 @@ def _isic2018_set(root: Path, name: str, problems: Problems, on_unknown: str) ->
     table["dx"] = onehot.loc[keep, list(ISIC2018_COLUMNS)].idxmax(axis=1).str.lower().to_numpy()
     table["image_id"] = table["image"].str.strip()
     table["official_split"] = _ISIC2018_SETS[name]
-    input_dirs = [d for d in (p for p in find_file_dirs(root, _ISIC2018_INPUT.format(name)))]
+    input_dirs = find_file_dirs(root, _ISIC2018_INPUT.format(name))
     table["_searched"] = ", ".join(d.name for d in input_dirs) or str(root)
     table["_folders"] = [input_dirs or [root]] * len(table)
     return table
@@ -289,12 +289,12 @@ def detect_layouts(root: Path) -> list[tuple[str, Path]]:
             base = base.parent
         found.append(("isic2018", base))
     for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-        if _archive_csv(folder) is not None and folder == (_archive_csv(folder) or folder).parent:
+        csv = _archive_csv(folder)
+        if csv is not None and csv.parent == folder:
             found.append(("isic_archive", folder))
     if not found and _looks_like_class_folders(root):
         found.append(("folders", root))
-    unique = list(dict.fromkeys(found))
-    return unique
+    return list(dict.fromkeys(found))
 
 
 def _looks_like_class_folders(root: Path) -> bool:

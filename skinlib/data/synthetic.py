@@ -492,8 +492,6 @@ def generate(
               "full_size": full_size, "note": "Synthetic images: numbers computed on them say nothing about real lesions."}
     for folder in [tmp, *[p for p in tmp.iterdir() if p.is_dir()]]:
         (folder / SYNTHETIC_MARKER).write_text(json.dumps(record, indent=2))
-    if not set(layouts) & {"isic2018"}:
-        pass
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not any(out.iterdir()):
         out.rmdir()
