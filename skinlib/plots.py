@@ -85,3 +85,31 @@ def rate_bars(table: pd.DataFrame, column: str, title: str, ax=None):
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     return fig
+
+
+def confusion_pair(counts: pd.DataFrame, normalized: pd.DataFrame, title: str = ""):
+    """Confusion matrix as counts and row-normalised (recall on the diagonal), side by side."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    heatmap(counts, f"{title} counts".strip(), ax=axes[0])
+    heatmap(normalized.round(2), f"{title} row-normalised".strip(), fmt=".2f", ax=axes[1], cmap="Greens")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy", best_epoch: int | None = None):
+    """Loss (train and val) and accuracy / the monitored metric per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    axes[0].plot(history["epoch"], history["train_loss"], label="train")
+    axes[0].plot(history["epoch"], history["val_loss"], label="val")
+    axes[0].set_title("loss")
+    axes[1].plot(history["epoch"], history["train_accuracy"], label="train accuracy")
+    axes[1].plot(history["epoch"], history["val_accuracy"], label="val accuracy")
+    if monitor in history and monitor != "val_accuracy":
+        axes[1].plot(history["epoch"], history[monitor], label=monitor.replace("_", " "))
+    for ax in axes:
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -2,7 +2,8 @@
 
 Parameter files live in ``params/<profile>/<notebook stem>.yaml``. A file is a mapping of parameter
 names to values; it may add ``runs:``, a list of mappings each with a ``name`` and its own overrides,
-to execute the notebook several times (e.g. once per backbone)::
+to execute the notebook several times (e.g. once per backbone); a run's ``name`` also becomes the
+notebook's ``run_name`` parameter, when it has one and the run does not set it::
 
     image_size: 224
     runs:
@@ -176,6 +177,8 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             except ParameterError as exc:
                 errors.append(str(exc))
             resolved = {**shared, **own}
+            if variant.get("name") and "run_name" in params and "run_name" not in resolved:
+                resolved["run_name"] = variant["name"]          # a run's results are filed under its name
             for key, value in (overrides or {}).items():
                 if key in params:
                     resolved[key] = value

@@ -74,6 +74,9 @@ def test_several_runs_of_one_notebook(project):
     runs = plan(project / "notebooks", project / "params", "full", overrides={"root": "/data"})
     assert [(r.name, r.params) for r in runs[:2]] == [("01_first--a", {"n": 5, "root": "/data"}),
                                                       ("01_first--b", {"n": 6, "root": "/data"})]
+    write_notebook(project / "notebooks" / "01_first.ipynb", "pass", params="n = 1  # n\nrun_name = None  # registry name")
+    runs = plan(project / "notebooks", project / "params", "full")
+    assert [r.params["run_name"] for r in runs[:2]] == ["a", "b"]
     with pytest.raises(ParameterError, match="must be a mapping with a 'name'"):
         (project / "params" / "full" / "01_first.yaml").write_text("runs:\n  - n: 1\n  - n: 2\n")
         plan(project / "notebooks", project / "params", "full")

@@ -1,0 +1,83 @@
+"""Mini-batches from the image cache: uint8 tensors in memory, shuffled per epoch from (seed, epoch).
+
+No JPEG decoding and no per-sample Python work at training time: a batch is one indexed copy from a
+preloaded uint8 array. Augmentation happens afterwards, batched, on the training device
+(:mod:`skinlib.data.transforms`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .cache import ImageCache
+
+
+class Batches:
+    """Iterable of ``(images, labels)``: images uint8 (B, 3, S, S) on `device`, labels long or float.
+
+    Args:
+        cache: the image cache holding every image of `image_ids`.
+        image_ids: which images, in this order (predictions come back in it).
+        labels: one target per image (class index, or 0 / 1 for a binary task).
+        batch_size: images per batch.
+        shuffle: draw a new order each epoch (a function of `seed` and the epoch only, so runs resume exactly).
+        weights: per-image sampling weights: draws with replacement (a weighted sampler) instead of shuffling.
+        seed: seed of the order.
+        drop_last: drop a last, smaller batch when shuffling.
+        device: where batches are put (pinned memory and non-blocking copies on CUDA).
+    """
+
+    def __init__(self, cache: ImageCache, image_ids: Sequence[str], labels: Sequence[float], batch_size: int,
+                 *, shuffle: bool = False, weights: Sequence[float] | None = None, seed: int = 0,
+                 drop_last: bool = False, device: str | torch.device = "cpu"):
+        self.image_ids = np.asarray(image_ids)
+        self.images = torch.from_numpy(cache.images(self.image_ids))          # (N, S, S, 3) uint8, in RAM
+        self.labels = torch.as_tensor(np.array(labels))                        # a copy: writable, owned
+        if len(self.labels) != len(self.image_ids):
+            raise ValueError(f"{len(self.image_ids)} images but {len(self.labels)} labels")
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.device = torch.device(device)
+        if self.device.type == "cuda":
+            self.images = self.images.pin_memory()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of epoch `epoch` (call before iterating)."""
+        self.epoch = epoch
+
+    def order(self) -> torch.Tensor:
+        n = len(self.image_ids)
+        if not (self.shuffle or self.weights is not None):
+            return torch.arange(n)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, n, replacement=True, generator=g)
+        return torch.randperm(n, generator=g)
+
+    def __len__(self) -> int:
+        n = len(self.image_ids)
+        return n // self.batch_size if (self.drop_last and self.shuffle and n >= self.batch_size) else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.order()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            images = self.images[idx].permute(0, 3, 1, 2)
+            yield (images.to(self.device, non_blocking=True).contiguous(),
+                   self.labels[idx].to(self.device, non_blocking=True))
+
+
+def class_weights(labels: Sequence[int], n_classes: int) -> np.ndarray:
+    """scikit-learn's 'balanced' weights n / (k * count_c) over the k classes present in `labels` (always the
+    train split's), 0 for classes absent from it, as a vector of length `n_classes`."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels, dtype=int)
+    present = np.unique(labels)
+    weights = np.zeros(n_classes)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights

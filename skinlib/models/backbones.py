@@ -1,0 +1,157 @@
+"""Transfer-learning backbones from timm with a new head, optional freezing and offline weights."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_ENV = "SKINLIB_WEIGHTS"
+
+#: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
+BACKBONES: dict[str, str] = {
+    "resnet18": "resnet18.a1_in1k",
+    "resnet50": "resnet50.a1_in1k",
+    "vgg19": "vgg19.tv_in1k",
+    "xception": "legacy_xception.tf_in1k",
+    "inception_resnet_v2": "inception_resnet_v2.tf_in1k",
+    "mobilenetv2": "mobilenetv2_100.ra_in1k",
+    "vit_base_patch32_224": "vit_base_patch32_224.augreg_in21k_ft_in1k",
+    "vit_small_patch16_224.dino": "vit_small_patch16_224.dino",
+}
+_ALIASES = {"dino": "vit_small_patch16_224.dino", "dino_vits16": "vit_small_patch16_224.dino",
+            "vit_b32": "vit_base_patch32_224", "mobilenet_v2": "mobilenetv2", "inceptionresnetv2": "inception_resnet_v2",
+            "legacy_xception": "xception"}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights that cannot be found; the message says where to put them."""
+
+
+def timm_name(name: str) -> str:
+    """The timm model (with tag) for a study name, an alias, or any timm name."""
+    key = _ALIASES.get(name, name)
+    return BACKBONES.get(key, key)
+
+
+def _weights_file(model: str, weights_dir: Path) -> Path | None:
+    arch = model.split(".")[0]
+    for stem in (model, arch):
+        for candidate in (weights_dir / f"{stem}.safetensors", weights_dir / f"{stem}.pth", weights_dir / f"{stem}.bin",
+                          weights_dir / stem / "model.safetensors", weights_dir / stem / "pytorch_model.bin"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+class StudyEHead(nn.Module):
+    """Study E's head: global average pooling -> dense 256 + ReLU -> dropout 0.5 -> classes."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 256, dropout: float = 0.5):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(hidden, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Backbone(nn.Module):
+    """A timm feature extractor (pooled features) followed by a head; ``pretrained_cfg`` is kept."""
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features, self.head = features, head
+        self.pretrained_cfg = getattr(features, "pretrained_cfg", {})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def create_backbone(
+    name: str,
+    num_classes: int = 7,
+    *,
+    pretrained: bool = False,
+    weights_dir: str | os.PathLike | None = None,
+    head: str = "linear",
+    freeze_fraction: float = 0.0,
+    image_size: int | None = None,
+    drop_rate: float = 0.0,
+) -> Backbone:
+    """A timm backbone with a new head for `num_classes`.
+
+    Args:
+        name: a study name (``resnet50``, ``xception``, ``vit_base_patch32_224``, ``vit_small_patch16_224.dino``,
+            see :data:`BACKBONES`) or any timm model name.
+        num_classes: outputs (1 for a binary task with one logit).
+        pretrained: load ImageNet (or DINO) weights: from `weights_dir` if given (or ``$SKINLIB_WEIGHTS``),
+            else from the Hugging Face hub.
+        weights_dir: folder with ``<timm name>.safetensors`` (or ``.pth``, or ``<name>/model.safetensors``).
+        head: ``linear`` (one linear layer on pooled features) or ``study_e`` (GAP -> 256 -> dropout 0.5).
+        freeze_fraction: share of the backbone's parameter tensors, from the input side, kept frozen: 0 fine-tunes
+            everything, 1 trains the head only (linear probe), 0.5 freezes the first half.
+        image_size: input size for models that fix it at creation (ViTs); default: the model's own.
+        drop_rate: dropout before the head.
+
+    Raises:
+        WeightsError: when pretrained weights are asked for and cannot be loaded, saying where to put them.
+    """
+    import timm
+
+    model_name = timm_name(name)
+    if not timm.is_model(model_name.split(".")[0]):
+        raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES)} or a timm model name")
+    kwargs: dict = {"num_classes": 0, "drop_rate": drop_rate}
+    if image_size is not None and "vit" in model_name:
+        kwargs["img_size"] = image_size
+    weights_dir = weights_dir or os.environ.get(WEIGHTS_ENV)
+    if pretrained and weights_dir:
+        path = _weights_file(model_name, Path(weights_dir).expanduser())
+        if path is None:
+            raise WeightsError(
+                f"no weights for {model_name} in {weights_dir}: expected {model_name}.safetensors (or .pth, or "
+                f"{model_name.split('.')[0]}/model.safetensors). Download 'timm/{model_name}' from the Hugging Face hub "
+                "on a machine with internet access and copy the file there, or set pretrained=False.")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    try:
+        features = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+    except WeightsError:
+        raise
+    except Exception as exc:
+        if not pretrained:
+            raise
+        raise WeightsError(
+            f"could not load pretrained weights for {model_name} ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"Offline? Put {model_name}.safetensors from 'timm/{model_name}' on the Hugging Face hub in a folder and "
+            f"pass weights_dir= (or set {WEIGHTS_ENV}); or set pretrained=False.") from exc
+    dim = getattr(features, "head_hidden_size", None) or features.num_features   # vgg: 4096 after pre-logits
+    if head == "linear":
+        top: nn.Module = nn.Linear(dim, num_classes)
+    elif head == "study_e":
+        top = StudyEHead(dim, num_classes)
+    else:
+        raise ValueError(f"unknown head {head!r}: use 'linear' or 'study_e'")
+    model = Backbone(features, top)
+    freeze(model.features, freeze_fraction)
+    return model
+
+
+def freeze(module: nn.Module, fraction: float) -> None:
+    """Freeze the first `fraction` of `module`'s parameter tensors (in registration order, input side first)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"freeze_fraction must be within [0, 1], got {fraction}")
+    params = list(module.parameters())
+    cut = round(len(params) * fraction)
+    for i, p in enumerate(params):
+        p.requires_grad_(i >= cut)
+
+
+def normalization_of(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The (mean, std) a pretrained backbone expects, from its own timm config; None for other models."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if "mean" in cfg and "std" in cfg:
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+    return None

@@ -1,0 +1,59 @@
+"""Study A's custom CNN: a ResNet-18-shaped residual network trained from scratch."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm; a 1x1 projection shortcut when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResidualCNN(nn.Module):
+    """7x7/2 stem, max-pool, stages of basic blocks doubling the width, global average pool, linear head.
+
+    Args:
+        num_classes: outputs of the head (1 for a binary task with a single logit).
+        width: channels of the first stage (study A: 64); each later stage doubles it.
+        blocks: basic blocks per stage (study A: (2, 2, 2, 2), as ResNet-18).
+        dropout: dropout before the head.
+        in_channels: input channels.
+    """
+
+    def __init__(self, num_classes: int = 7, width: int = 64, blocks: tuple[int, ...] = (2, 2, 2, 2),
+                 dropout: float = 0.0, in_channels: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        layers, channels = [], width
+        for i, n in enumerate(blocks):
+            out = width * 2 ** i
+            for j in range(n):
+                layers.append(BasicBlock(channels, out, stride=2 if (j == 0 and i > 0) else 1))
+                channels = out
+        self.stages = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.pool(self.stages(self.stem(x))))

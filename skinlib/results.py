@@ -1,0 +1,143 @@
+"""The results registry: one folder per run, written atomically; later notebooks read only from here.
+
+``results/<experiment>/<run>/`` holds ``params.json`` (resolved parameters), ``metrics.json``
+(per split), ``predictions.csv`` (per image: split, label, one probability column per class),
+``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv`` and ``run.json`` (status, timing,
+versions). A run is staged in a hidden folder and renamed into place when finished, so a folder under
+``results/`` is always complete; re-running replaces it whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__, paths
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
+class RunRecorder:
+    """Collects one run's outputs in a staging folder; :meth:`finish` moves it into the registry."""
+
+    def __init__(self, experiment: str, run: str, params: dict[str, Any], root: Path | None = None):
+        for label, value in (("experiment", experiment), ("run", run)):
+            if not value or "/" in value or value.startswith("."):
+                raise ValueError(f"{label} name {value!r} must be non-empty, without '/' and not start with '.'")
+        self.root = Path(root) if root else paths.results_dir()
+        self.experiment, self.run, self.params = experiment, run, dict(params)
+        self.folder = self.root / experiment / run
+        self.staging = self.root / experiment / f".{run}.partial-{os.getpid()}"
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        self.started = time.time()
+        _write_text(self.staging / "params.json", _json(self.params))
+
+    def metrics(self, metrics: dict[str, Any]) -> None:
+        """Metrics per split, e.g. ``{"val": {...}, "test": {...}}``."""
+        _write_text(self.staging / "metrics.json", _json(metrics))
+
+    def predictions(self, table: pd.DataFrame) -> None:
+        """Per-image predictions: ``image_id``, ``split``, ``label`` and probability columns ``p_<class>``."""
+        missing = {"image_id", "split"} - set(table.columns)
+        if missing:
+            raise ValueError(f"predictions need columns {sorted(missing)}")
+        _write_text(self.staging / "predictions.csv", table.to_csv(index=False, float_format="%.6g"))
+
+    def history(self, table: pd.DataFrame) -> None:
+        _write_text(self.staging / "history.csv", table.to_csv(index=False, float_format="%.6g"))
+
+    def table(self, table: pd.DataFrame, name: str) -> None:
+        _write_text(self.staging / "tables" / f"{name}.csv", table.to_csv())
+
+    def figure(self, fig, name: str) -> None:
+        target = self.staging / "figures" / f"{name}.png"
+        target.parent.mkdir(exist_ok=True)
+        fig.savefig(target, dpi=110, bbox_inches="tight")
+
+    def file(self, name: str) -> Path:
+        """A path inside the run folder for anything else (e.g. an ISIC submission CSV)."""
+        return self.staging / name
+
+    def finish(self) -> Path:
+        """Record status and timing and move the run into place (replacing an earlier run of the same name)."""
+        info = {"experiment": self.experiment, "run": self.run, "status": "ok",
+                "seconds": round(time.time() - self.started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "skinlib": __version__, "python": platform.python_version()}
+        _write_text(self.staging / "run.json", _json(info))
+        old = None
+        if self.folder.exists():
+            old = self.folder.with_name(f".{self.run}.old-{os.getpid()}")
+            os.replace(self.folder, old)
+        os.replace(self.staging, self.folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.folder
+
+
+@dataclass
+class RunResult:
+    """A finished run read back from the registry."""
+
+    folder: Path
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "predictions.csv", dtype={"image_id": str, "split": str})
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.folder / "history.csv")
+
+
+def load_run(experiment: str, run: str, root: Path | None = None) -> RunResult:
+    """One finished run (FileNotFoundError listing the runs that exist)."""
+    base = Path(root) if root else paths.results_dir()
+    folder = base / experiment / run
+    if not (folder / "run.json").is_file():
+        known = sorted(p.name for p in (base / experiment).iterdir() if not p.name.startswith(".")) if (base / experiment).is_dir() else []
+        raise FileNotFoundError(f"no finished run {experiment}/{run} in the results registry; runs of {experiment!r}: {known}")
+    read = lambda name: json.loads((folder / name).read_text()) if (folder / name).is_file() else {}  # noqa: E731
+    return RunResult(folder, read("params.json"), read("metrics.json"), read("run.json"))
+
+
+def gather(experiment: str | None = None, root: Path | None = None, split: str = "test",
+           params: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per finished run: experiment, run, the chosen `params`, and the metrics of `split`."""
+    base = Path(root) if root else paths.results_dir()
+    rows = []
+    experiments = [base / experiment] if experiment else sorted(p for p in base.iterdir() if p.is_dir())
+    for exp in experiments:
+        if not exp.is_dir():
+            continue
+        for folder in sorted(p for p in exp.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not (folder / "run.json").is_file():
+                continue
+            result = load_run(exp.name, folder.name, base)
+            row = {"experiment": exp.name, "run": folder.name}
+            row.update({p: result.params.get(p) for p in params})
+            row.update({k: v for k, v in result.metrics.get(split, {}).items() if not isinstance(v, (dict, list))})
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,306 @@
+"""One fit loop for every neural notebook: optimisers, schedules, weighted losses, bf16 on GPU,
+early stopping with the best weights truly copied and restored, a checkpoint every epoch, exact resume.
+
+Each epoch's randomness (shuffling, augmentation, dropout) is seeded from (seed, epoch), so a run
+interrupted after epoch k and resumed from its checkpoint ends with the same weights as one that ran
+straight through (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .data.batches import Batches
+from .metrics import binary_metrics, classification_metrics
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "step", "cosine", "plateau")
+
+
+@dataclass
+class FitConfig:
+    """Settings of :func:`fit` (one line each; the defaults suit a quick CPU run).
+
+    Args:
+        max_epochs: epochs at most.
+        lr: learning rate.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (momentum 0.9).
+        weight_decay: weight decay (L2 for adam / sgd, decoupled for adamw).
+        scheduler: ``none``, ``step`` (StepLR), ``cosine`` (to 0 at max_epochs) or ``plateau`` (ReduceLROnPlateau on the monitored metric).
+        step_size: StepLR period in epochs.
+        gamma: StepLR / plateau decay factor.
+        monitor: validation metric for early stopping, plateau and the best epoch (``balanced_accuracy``, ``auc``, ``loss``, ...).
+        patience: epochs without improvement before stopping (0: never stop early).
+        class_weights: per-class loss weights (from the train split only), or None.
+        pos_weight: binary tasks: weight of the positive class in the BCE loss, or None.
+        amp: bf16 autocast when training on CUDA (ignored on CPU).
+        channels_last: channels-last memory format for convolutional models.
+        compile: wrap the model in ``torch.compile``.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        seed: seed of everything random in the run.
+    """
+
+    max_epochs: int = 10
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    step_size: int = 7
+    gamma: float = 0.1
+    monitor: str = "balanced_accuracy"
+    patience: int = 0
+    class_weights: list[float] | None = None
+    pos_weight: float | None = None
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns; the model passed in holds the best epoch's weights."""
+
+    history: pd.DataFrame
+    best_epoch: int
+    best_score: float
+    stopped_early: bool
+    resumed_from: int | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an explicit ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but no CUDA GPU is available; use device='auto' or 'cpu'")
+    return torch.device(device)
+
+
+def _higher_is_better(metric: str) -> bool:
+    return metric not in ("loss", "ece")
+
+
+def _optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def _scheduler(config: FitConfig, optimizer):
+    if config.scheduler == "none":
+        return None
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, config.max_epochs))
+    if config.scheduler == "plateau":
+        mode = "max" if _higher_is_better(config.monitor) else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.gamma, patience=2)
+    raise ValueError(f"unknown scheduler {config.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def _loss(config: FitConfig, binary: bool, device) -> nn.Module:
+    if binary:
+        pos = None if config.pos_weight is None else torch.tensor([config.pos_weight], device=device)
+        return nn.BCEWithLogitsLoss(pos_weight=pos)
+    weight = None if config.class_weights is None else torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight)
+
+
+def _is_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules()) and not any(
+        "Attention" in type(m).__name__ for m in model.modules())
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, batches: Batches, preprocess: nn.Module, *, amp: bool = True) -> np.ndarray:
+    """Probabilities for every image of `batches`, in its order: (n, k) softmax, or (n,) sigmoid for one logit."""
+    device = next(model.parameters()).device
+    model.eval()
+    preprocess.eval().to(device)
+    outputs = []
+    for images, _ in batches:
+        with _autocast(device, amp):
+            logits = model(preprocess(images.to(device))).float()
+        outputs.append(torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1))
+    return torch.cat(outputs).cpu().numpy()
+
+
+def evaluate(y_true, proba: np.ndarray) -> dict[str, float]:
+    """Metrics of predictions: multiclass or binary by the shape of `proba`."""
+    return binary_metrics(y_true, proba) if proba.ndim == 1 else classification_metrics(y_true, proba)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    model: nn.Module,
+    train: Batches,
+    val: Batches,
+    preprocess_train: nn.Module,
+    preprocess_eval: nn.Module,
+    config: FitConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = True,
+    on_epoch_end: Callable[[int, dict, nn.Module], None] | None = None,
+    log=sys.stdout,
+) -> FitResult:
+    """Train `model` on `train`, pick the best epoch on `val`, restore its weights, return the history.
+
+    Args:
+        model: the network (its output width decides multiclass vs binary: 1 logit = binary BCE).
+        train, val: batches (the val split, never test: test is only ever predicted once, after training).
+        preprocess_train: augmentation + normalisation for training batches.
+        preprocess_eval: normalisation only, for validation.
+        config: see :class:`FitConfig`.
+        checkpoint_dir: where ``last.pt`` is written after every epoch; an existing one made with the
+            same config is resumed from (``resume=False`` starts over).
+        on_epoch_end: called as ``f(epoch, row, model)`` after each epoch (the row of the history).
+        log: where the one line per epoch goes.
+    """
+    device = resolve_device(config.device)
+    binary = _output_width(model) == 1
+    torch.manual_seed(config.seed)
+    model.to(device)
+    if config.channels_last and _is_conv(model):
+        model.to(memory_format=torch.channels_last)
+    preprocess_train.to(device)
+    preprocess_eval.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(config.optimizer, params, config.lr, config.weight_decay)
+    scheduler = _scheduler(config, optimizer)
+    criterion = _loss(config, binary, device)
+    step = torch.compile(model) if config.compile else model
+    higher = _higher_is_better(config.monitor)
+    best_score, best_epoch, best_state, bad_epochs, rows, start, resumed = -np.inf if higher else np.inf, -1, None, 0, [], 0, None
+
+    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
+    if ckpt_path is not None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and ckpt_path.is_file():
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            if state["config"] != config.digest():
+                raise RuntimeError(f"checkpoint {ckpt_path} was written with other settings; delete it or pass resume=False")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            best_score, best_epoch, best_state = state["best_score"], state["best_epoch"], state["best_state"]
+            bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
+            resumed = state["epoch"]
+            print(f"resumed from the checkpoint after epoch {resumed + 1}", file=log, flush=True)
+            if state.get("stopped"):
+                start = config.max_epochs
+
+    started = time.time()
+    stopped = False
+    for epoch in range(start, config.max_epochs):
+        t0 = time.time()
+        torch.manual_seed(config.seed * 1_000_003 + epoch)          # augmentation and dropout of this epoch
+        train.set_epoch(epoch)
+        model.train()
+        preprocess_train.train()
+        total, seen, correct = 0.0, 0, 0
+        for images, labels in train:
+            x = preprocess_train(images)
+            if config.channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, config.amp):
+                logits = step(x)
+                target = labels.float().view(-1, 1) if binary else labels.long()
+                loss = criterion(logits.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(labels)
+            seen += len(labels)
+            with torch.no_grad():
+                pred = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
+                correct += int((pred == labels.long()).sum())
+        proba = predict(model, val, preprocess_eval, amp=config.amp)
+        y_val = val.labels.numpy()
+        scores = evaluate(y_val, proba)
+        with torch.no_grad():
+            p = torch.as_tensor(proba, dtype=torch.float32)
+            t = torch.as_tensor(y_val)
+            val_loss = (nn.functional.binary_cross_entropy(p.clamp(1e-7, 1 - 1e-7), t.float()) if binary
+                        else nn.functional.nll_loss(torch.log(p.clamp_min(1e-7)), t.long()))
+        scores["loss"] = float(val_loss)
+        score = scores[config.monitor]
+        improved = score > best_score if higher else score < best_score
+        if improved:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        lr = optimizer.param_groups[0]["lr"]
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(score)
+        elif scheduler is not None:
+            scheduler.step()
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": total / max(seen, 1), "train_accuracy": correct / max(seen, 1),
+               "val_loss": scores["loss"], **{f"val_{k}": v for k, v in scores.items() if k not in ("loss", "n", "threshold")},
+               "seconds": time.time() - t0}
+        rows.append(row)
+        print(f"epoch {epoch + 1:>3}/{config.max_epochs}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
+              f"val loss {scores['loss']:.3f} {config.monitor} {score:.3f}  lr {lr:.2g}  {row['seconds']:.1f}s"
+              + ("  *best" if improved else ""), file=log, flush=True)
+        stopped = config.patience > 0 and bad_epochs >= config.patience
+        if ckpt_path is not None:
+            _atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                          "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
+                          "bad_epochs": bad_epochs, "history": rows, "config": config.digest(), "stopped": stopped},
+                         ckpt_path)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row, model)
+        if stopped:
+            print(f"early stop: no {config.monitor} improvement for {config.patience} epochs", file=log, flush=True)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)                            # a real copy, not live weights
+    history = pd.DataFrame(rows)
+    return FitResult(history, best_epoch + 1, float(best_score), stopped, resumed, time.time() - started)
+
+
+def _output_width(model: nn.Module) -> int:
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return last[-1].out_features if last else -1
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy (weights included)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,88 @@
+"""Input pipeline: batches from the cache, per-sample random augmentation, deterministic evaluation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from skinlib.data import load_catalog
+from skinlib.data.batches import Batches, class_weights
+from skinlib.data.cache import build_cache
+from skinlib.data.transforms import Preprocess, StudyAAugment, StudyEAugment, augmentation
+
+
+@pytest.fixture(scope="module")
+def cached(synthetic_small):
+    catalog = load_catalog(synthetic_small, layout="ham10000")
+    return catalog, build_cache(catalog, 32)
+
+
+def test_batches_cover_every_image_once_in_a_seeded_order(cached):
+    catalog, cache = cached
+    ids = catalog["image_id"].iloc[:50]
+    batches = Batches(cache, ids, catalog["label"].iloc[:50], 16, shuffle=True, seed=1)
+    batches.set_epoch(0)
+    first = torch.cat([y for _, y in batches])
+    assert sorted(first.tolist()) == sorted(catalog["label"].iloc[:50].tolist())
+    images, _ = next(iter(batches))
+    assert images.dtype == torch.uint8 and images.shape == (16, 3, 32, 32)
+    again = torch.cat([y for _, y in batches])
+    assert torch.equal(batches.order(), Batches(cache, ids, catalog["label"].iloc[:50], 16, shuffle=True, seed=1).order())
+    batches.set_epoch(1)
+    assert not torch.equal(batches.order(), Batches(cache, ids, catalog["label"].iloc[:50], 16, shuffle=True, seed=1).order())
+    assert torch.equal(first, again)
+    plain = Batches(cache, ids, catalog["label"].iloc[:50], 16)
+    x, _ = next(iter(plain))
+    np.testing.assert_array_equal(x[0].permute(1, 2, 0).numpy(), cache.images(ids.iloc[:1])[0])
+
+
+def test_weighted_sampler_favours_rare_classes(cached):
+    catalog, cache = cached
+    labels = catalog["label"].to_numpy()
+    w = class_weights(labels, 7)[labels]
+    batches = Batches(cache, catalog["image_id"], labels, 64, weights=w, seed=0)
+    drawn = torch.cat([y for _, y in batches]).numpy()
+    share = np.bincount(drawn, minlength=7) / len(drawn)
+    assert share.min() > 0.08 and share.max() < 0.25                # about 1/7 each, instead of 64% nv
+    assert np.bincount(labels, minlength=7).max() / len(labels) > 0.6
+
+
+def test_class_weights_are_balanced():
+    w = class_weights([0, 0, 0, 1], 3)
+    np.testing.assert_allclose(w, [4 / 6, 4 / 2, 0.0])
+
+
+@pytest.mark.parametrize("augment", [StudyAAugment(), StudyEAugment()], ids=["study_a", "study_e"])
+def test_augmentation_draws_parameters_per_sample(augment):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 48, 48)
+    out = augment(image.repeat(8, 1, 1, 1))
+    assert out.shape == (8, 3, 48, 48) and 0 <= out.min() and out.max() <= 1
+    flat = out.view(8, -1)
+    distances = torch.cdist(flat, flat)
+    assert (distances + torch.eye(8) * 1e9).min() > 1e-3           # no two images got the same transform
+
+
+def test_evaluation_is_never_augmented():
+    x = (torch.rand(4, 3, 16, 16) * 255).to(torch.uint8)
+    pre = Preprocess((0.5, 0.4, 0.3), (0.2, 0.2, 0.2), augmentation("study_a"))
+    pre.eval()
+    a, b = pre(x), pre(x)
+    torch.testing.assert_close(a, b)
+    expected = (x.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / 0.2
+    torch.testing.assert_close(a, expected)
+    pre.train()
+    assert not torch.allclose(pre(x), a)
+
+
+def test_grayscale_gives_three_equal_channels():
+    x = (torch.rand(2, 3, 8, 8) * 255).to(torch.uint8)
+    out = Preprocess((0, 0, 0), (1, 1, 1), grayscale=True).eval()(x)
+    torch.testing.assert_close(out[:, 0], out[:, 1])
+    torch.testing.assert_close(out[:, 1], out[:, 2])
+
+
+def test_unknown_augmentation():
+    with pytest.raises(ValueError, match="study_a, study_e, none"):
+        augmentation("heavy")
