@@ -24,3 +24,31 @@ def reported(backbone: str | None = None) -> pd.DataFrame:
     """The studies' reported numbers, optionally for one backbone."""
     table = pd.DataFrame(REPORTED)
     return table[table["backbone"] == backbone] if backbone else table
+
+
+def variant_of(grayscale: bool, augment: str) -> str:
+    """The studies' wording of a run's variant, e.g. ``rgb, aug``."""
+    return f"{'gray' if grayscale else 'rgb'}, {'no aug' if augment in (None, 'none') else 'aug'}"
+
+
+def beside(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each registry run (from :func:`skinlib.results.gather` with backbone, grayscale and augment) with the
+    paper's number for the same backbone and variant (study E first, else study A), where one exists."""
+    table = reported()
+    rows = []
+    for _, run in runs.iterrows():
+        variant = variant_of(bool(run.get("grayscale")), run.get("augment"))
+        match = table[(table["backbone"] == run.get("backbone")) & (table["variant"] == variant)]
+        match = match.sort_values("study", ascending=False).head(1)
+        paper = match.iloc[0] if len(match) else None
+        f1_kind = "f1_macro" if paper is not None and paper["study"] == "E" else "f1_weighted"
+        rows.append({
+            "run": run["run"], "backbone": run.get("backbone"), "variant": variant,
+            "balanced_accuracy": run.get("balanced_accuracy"), "accuracy": run.get("accuracy"),
+            "f1_macro": run.get("f1_macro"), "f1_weighted": run.get("f1_weighted"),
+            "paper": f"study {paper['study']}" if paper is not None else "",
+            "paper_accuracy": paper["accuracy"] if paper is not None else float("nan"),
+            "paper_f1": paper[f1_kind] if paper is not None else float("nan"),
+            "paper_f1_kind": f1_kind.replace("f1_", "") if paper is not None else "",
+        })
+    return pd.DataFrame(rows)

@@ -71,3 +71,18 @@ def test_figures_tables_and_names(tmp_path):
         RunRecorder("exp", "a/b", {}, root=tmp_path)
     with pytest.raises(FileNotFoundError, match=r"runs of 'exp': \['r'\]"):
         load_run("exp", "nope", tmp_path)
+
+
+def test_runs_beside_the_papers_numbers():
+    from skinlib.reference import beside
+
+    runs = pd.DataFrame([
+        {"run": "a", "backbone": "resnet50", "grayscale": True, "augment": "study_e", "accuracy": 0.5,
+         "balanced_accuracy": 0.4, "f1_macro": 0.3, "f1_weighted": 0.45},
+        {"run": "b", "backbone": "resnet18", "grayscale": False, "augment": "none", "accuracy": 0.6,
+         "balanced_accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.55},
+    ])
+    table = beside(runs).set_index("run")
+    assert table.loc["a", "variant"] == "gray, aug" and table.loc["a", "paper"] == "study E"
+    assert table.loc["a", "paper_accuracy"] == 0.81 and table.loc["a", "paper_f1"] == 0.67
+    assert table.loc["b", "paper"] == "" and pd.isna(table.loc["b", "paper_accuracy"])
