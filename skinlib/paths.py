@@ -85,3 +85,21 @@ def display_path(path: str | os.PathLike) -> str:
             continue
         return f"{label}/{rel.as_posix()}" if str(rel) != "." else label
     return path.as_posix()
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and a rename, so that readers see
+    the old file or the new one, never a half-written one (an interrupted run loses nothing it had saved)."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

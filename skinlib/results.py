@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,6 @@ from typing import Any
 import pandas as pd
 
 from . import __version__, paths
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _json(value: Any) -> str:
@@ -50,24 +41,24 @@ class RunRecorder:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.started = time.time()
-        _write_text(self.staging / "params.json", _json(self.params))
+        paths.write_atomic(self.staging / "params.json", _json(self.params))
 
     def metrics(self, metrics: dict[str, Any]) -> None:
         """Metrics per split, e.g. ``{"val": {...}, "test": {...}}``."""
-        _write_text(self.staging / "metrics.json", _json(metrics))
+        paths.write_atomic(self.staging / "metrics.json", _json(metrics))
 
     def predictions(self, table: pd.DataFrame) -> None:
         """Per-image predictions: ``image_id``, ``split``, ``label`` and probability columns ``p_<class>``."""
         missing = {"image_id", "split"} - set(table.columns)
         if missing:
             raise ValueError(f"predictions need columns {sorted(missing)}")
-        _write_text(self.staging / "predictions.csv", table.to_csv(index=False, float_format="%.6g"))
+        paths.write_atomic(self.staging / "predictions.csv", table.to_csv(index=False, float_format="%.6g"))
 
     def history(self, table: pd.DataFrame) -> None:
-        _write_text(self.staging / "history.csv", table.to_csv(index=False, float_format="%.6g"))
+        paths.write_atomic(self.staging / "history.csv", table.to_csv(index=False, float_format="%.6g"))
 
     def table(self, table: pd.DataFrame, name: str) -> None:
-        _write_text(self.staging / "tables" / f"{name}.csv", table.to_csv())
+        paths.write_atomic(self.staging / "tables" / f"{name}.csv", table.to_csv())
 
     def figure(self, fig, name: str) -> None:
         target = self.staging / "figures" / f"{name}.png"
@@ -83,7 +74,7 @@ class RunRecorder:
         info = {"experiment": self.experiment, "run": self.run, "status": "ok",
                 "seconds": round(time.time() - self.started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "skinlib": __version__, "python": platform.python_version()}
-        _write_text(self.staging / "run.json", _json(info))
+        paths.write_atomic(self.staging / "run.json", _json(info))
         old = None
         if self.folder.exists():
             old = self.folder.with_name(f".{self.run}.old-{os.getpid()}")

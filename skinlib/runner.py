@@ -23,7 +23,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any
 
 import nbformat
 import yaml
+
+from .paths import write_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 RESERVED = {"runs", "name"}
@@ -222,10 +223,7 @@ def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: s
     info = {"notebook": run.notebook.name, "run": run.name, "params": run.params, "digest": run.digest(),
             "status": status, "seconds": round(seconds, 1), "error": error,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".run.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(info, fh, indent=2, default=str)
-    os.replace(tmp, record_path(out_dir, run))
+    write_atomic(record_path(out_dir, run), json.dumps(info, indent=2, default=str))
 
 
 def gpu_available() -> bool:

@@ -7,8 +7,6 @@ fingerprint, counts), so every later notebook trains and tests on exactly the sa
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -162,14 +160,6 @@ def default_name(group_by: str, ratios: tuple[float, ...], seed: int) -> str:
     return f"{kind}-{'-'.join(str(round(100 * r)) for r in ratios)}-seed{seed}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def save_split(
     catalog: pd.DataFrame,
     split: pd.DataFrame,
@@ -197,8 +187,8 @@ def save_split(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
-    _atomic_write(folder / "split.csv", split.to_csv(index=False))
-    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2))
+    paths.write_atomic(folder / "split.csv", split.to_csv(index=False))
+    paths.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
     return folder
 
 

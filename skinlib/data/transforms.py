@@ -1,7 +1,7 @@
 """Augmentation and normalisation, applied to whole uint8 batches on the training device.
 
 Every random parameter is drawn per sample (a batch of 64 gets 64 different rotations, crops and
-colour shifts, as a per-sample torchvision pipeline would), without a Python loop. The geometric steps
+colour shifts, as a per-sample torchvision pipeline would), with whole-batch tensor operations. The geometric steps
 of a recipe are composed into one affine matrix per image and applied with a single ``grid_sample``;
 the colour steps are one 3x3 matrix per image plus the contrast blend. Randomness comes from torch's
 global generator, which :func:`skinlib.train.fit` seeds from (seed, epoch). Evaluation batches are only
@@ -75,7 +75,11 @@ class NoiseBank:
 class StudyAAugment(nn.Module):
     """Study A's Algorithm 1 on a batch in [0, 1]: rotation U(-90, 90), horizontal flip p 0.5, translation up
     to 10%, random resized crop (scale 0.8-1.0, ratio 3/4-4/3), colour jitter (brightness, contrast,
-    saturation 0.2, hue 0.05), Gaussian noise sigma 0.01 with p 0.5, clamped to [0, 1]."""
+    saturation 0.2, hue 0.05), Gaussian noise sigma 0.01 with p 0.5, clamped to [0, 1].
+
+    Differences from torchvision, by design: the colour steps run in a fixed order (brightness, saturation,
+    hue in YIQ space, contrast) with one clamp at the end, where ColorJitter shuffles them and clamps after
+    each; rotation is bilinear where RandomRotation defaults to nearest."""
 
     def __init__(self):
         super().__init__()
