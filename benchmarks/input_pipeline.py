@@ -15,12 +15,14 @@ normalised float batches of 32 x 3 x 224 x 224 ready for the model.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +71,7 @@ def studies_loader(catalog, batch_size, workers):
         AddGaussianNoise(), T.Normalize(MEAN, STD)])
     dataset = JpegFolder(catalog["path"], catalog["label"], transform)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                                       drop_last=True, persistent_workers=workers > 0)
+                                       drop_last=True)   # workers end with each iterator: no background load
 
 
 def throughput(batches, n_batches: int, step=None) -> float:
@@ -84,14 +86,19 @@ def throughput(batches, n_batches: int, step=None) -> float:
         if step:
             x = step(x)
         seen += x.shape[0]
-    return seen / (time.perf_counter() - started)
+    rate = seen / (time.perf_counter() - started)
+    del it                                                    # stops DataLoader workers before the next round
+    gc.collect()
+    time.sleep(1.0)                                           # ... and lets them exit
+    return rate
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, help="dataset root (default: generate --full-size synthetic data)")
     parser.add_argument("--n", type=int, help="generate this many images instead of the full 10,015")
-    parser.add_argument("--batches", type=int, default=40, help="batches timed per pipeline (default 40)")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed per round (default 40)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per pipeline; medians reported")
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
@@ -104,18 +111,23 @@ def main() -> int:
             root = generate(Path(tmp) / "data", n=args.n or 0, full_size=args.n is None, size=(600, 450))
             catalog = load_catalog(root / "ham10000")
         print(f"{len(catalog)} images, {catalog['width'].iloc[0]}x{catalog['height'].iloc[0]}; {cores} cores; "
-              f"torch {torch.__version__}; batches of {args.batch_size} at 224 px, {args.batches} timed per pipeline")
-
-        base = throughput(studies_loader(catalog, args.batch_size, cores), args.batches)
-        print(f"studies' pipeline (PIL decode + per-sample torchvision, {cores} workers): {base:8.0f} img/s")
-
+              f"torch {torch.__version__}; batches of {args.batch_size} at 224 px; {args.rounds} alternating rounds "
+              f"of {args.batches} batches per pipeline")
         started = time.perf_counter()
         cache = build_cache(catalog, 224)
         cache_s = time.perf_counter() - started
         batches = Batches(cache, catalog["image_id"], catalog["label"], args.batch_size, shuffle=True, seed=0)
         prep = Preprocess(MEAN, STD, augmentation("study_a")).train()
-        ours = throughput(batches, args.batches, prep)
-        print(f"skinlib (uint8 cache + batched per-sample augmentation):  {ours:8.0f} img/s")
+        loader = studies_loader(catalog, args.batch_size, cores)
+        bases, ours_all = [], []
+        for r in range(args.rounds):
+            bases.append(throughput(loader, args.batches))
+            batches.set_epoch(r)
+            ours_all.append(throughput(batches, args.batches, prep))
+            print(f"  round {r + 1}: studies' {bases[-1]:6.0f} img/s, skinlib {ours_all[-1]:6.0f} img/s")
+        base, ours = float(np.median(bases)), float(np.median(ours_all))
+        print(f"studies' pipeline (PIL decode + per-sample torchvision, {cores} workers): {base:8.0f} img/s (median)")
+        print(f"skinlib (uint8 cache + batched per-sample augmentation):  {ours:8.0f} img/s (median)")
         print(f"ratio: {ours / base:.1f}x")
         epoch_base = len(catalog) / base
         epoch_ours = len(catalog) / ours

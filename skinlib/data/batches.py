@@ -34,7 +34,8 @@ class Batches:
                  *, shuffle: bool = False, weights: Sequence[float] | None = None, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device = "cpu"):
         self.image_ids = np.asarray(image_ids)
-        self.images = torch.from_numpy(cache.images(self.image_ids))          # (N, S, S, 3) uint8, in RAM
+        # (N, 3, S, S) uint8 in RAM, transposed once here so that a batch is a plain gather
+        self.images = torch.from_numpy(cache.images(self.image_ids)).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.as_tensor(np.array(labels))                        # a copy: writable, owned
         if len(self.labels) != len(self.image_ids):
             raise ValueError(f"{len(self.image_ids)} images but {len(self.labels)} labels")
@@ -66,8 +67,7 @@ class Batches:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            images = self.images[idx].permute(0, 3, 1, 2)
-            yield (images.to(self.device, non_blocking=True).contiguous(),
+            yield (self.images[idx].to(self.device, non_blocking=True),
                    self.labels[idx].to(self.device, non_blocking=True))
 
 

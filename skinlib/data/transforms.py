@@ -167,8 +167,12 @@ class Preprocess(nn.Module):
         super().__init__()
         self.augment = augment or nn.Identity()
         self.grayscale = grayscale
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean_t)
+        self.register_buffer("std", std_t)
+        self.register_buffer("scale", 1 / std_t)                # (x - mean) / std as one multiply-add
+        self.register_buffer("shift", -mean_t / std_t)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -178,4 +182,4 @@ class Preprocess(nn.Module):
         if self.grayscale:
             g = _GRAY.tolist()
             x = (g[0] * x[:, 0:1] + g[1] * x[:, 1:2] + g[2] * x[:, 2:3]).repeat(1, 3, 1, 1)
-        return x.sub_(self.mean).div_(self.std)
+        return torch.addcmul(self.shift, x, self.scale)
