@@ -48,13 +48,13 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, padding: 
 
 
 class NoiseBank:
-    """Standard normal noise served as random windows of a few pre-drawn fields, redrawn every `refresh` uses.
+    """Standard normal noise served as random windows of a few pre-drawn fields, redrawn after `refresh` windows.
 
     Drawing 2.4 million normals per batch costs more than the rest of the augmentation on a CPU; a window at a
     random offset of a random field is still N(0, 1) at every pixel, and no two images share a window in practice.
     """
 
-    def __init__(self, fields: int = 4, margin: int = 32, refresh: int = 32):
+    def __init__(self, fields: int = 4, margin: int = 32, refresh: int = 512):
         self.fields, self.margin, self.refresh = fields, margin, refresh
         self.bank: torch.Tensor | None = None
         self.uses = 0
@@ -65,7 +65,7 @@ class NoiseBank:
                 or self.bank.device != torch.device(device) or self.uses >= self.refresh:
             self.bank = torch.randn(self.fields, c, h + self.margin, w + self.margin, device=device)
             self.uses = 0
-        self.uses += 1
+        self.uses += n
         pick = torch.randint(0, self.fields, (n,)).tolist()
         oy = torch.randint(0, self.margin + 1, (n,)).tolist()
         ox = torch.randint(0, self.margin + 1, (n,)).tolist()
