@@ -47,7 +47,7 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: in
     return float(ece)
 
 
-def _auc_macro(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> float:
+def _auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
     present = np.unique(y_true)
     if len(present) < 2:
         return float("nan")
@@ -65,7 +65,7 @@ def classification_metrics(y_true: Sequence[int], proba: np.ndarray) -> dict[str
     out = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
         "balanced_accuracy": balanced,
-        "auc_macro": _auc_macro(y_true, proba, proba.shape[1]),
+        "auc_macro": _auc_macro(y_true, proba),
         "ece": expected_calibration_error(y_true, proba),
         "n": len(y_true),
     }

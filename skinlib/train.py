@@ -8,13 +8,12 @@ straight through (bit for bit on CPU).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -84,7 +83,6 @@ class FitResult:
     stopped_early: bool
     resumed_from: int | None = None
     seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -299,8 +297,3 @@ def fit(
 def _output_width(model: nn.Module) -> int:
     last = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return last[-1].out_features if last else -1
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy (weights included)."""
-    return copy.deepcopy(model)

@@ -77,7 +77,7 @@ def _fill(args: tuple[str, int, int, list[str]]) -> list[str]:
 
 def cache_key(catalog: pd.DataFrame, size: int) -> str:
     """Folder name of the cache for this catalog at this size."""
-    return f"{fingerprint(catalog)}-{size}px"
+    return f"{fingerprint(catalog)}-{size}px"          # the folder build_cache uses
 
 
 def build_cache(
@@ -103,17 +103,18 @@ def build_cache(
         CatalogError: naming every image that could not be decoded; no cache is left behind.
     """
     root = Path(root) if root else paths.cache_dir()
-    folder = root / cache_key(catalog, image_size)
+    catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
+    folder = root / f"{catalog_print}-{image_size}px"
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
-        _build(catalog, image_size, folder, jobs or os.cpu_count() or 1, progress)
+        _build(catalog, image_size, folder, jobs or os.cpu_count() or 1, progress, catalog_print)
     meta = json.loads((folder / "meta.json").read_text())
     ids = pd.read_csv(folder / "image_ids.csv", dtype=str, keep_default_na=False)["image_id"].to_numpy()
     return ImageCache(folder, ids, meta["size"], np.load(folder / "images.npy", mmap_mode="r"))
 
 
-def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: bool) -> None:
+def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: bool, catalog_print: str) -> None:
     started = time.time()
     tmp = folder.with_name(folder.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -145,7 +146,7 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: 
         raise CatalogError(f"{len(failures)} images could not be decoded:\n    {shown}\n"
                            "Download these files again, or remove them and their catalog rows.")
     catalog[["image_id"]].to_csv(tmp / "image_ids.csv", index=False)
-    meta = {"version": CACHE_VERSION, "size": size, "n": len(files), "catalog_fingerprint": fingerprint(catalog),
+    meta = {"version": CACHE_VERSION, "size": size, "n": len(files), "catalog_fingerprint": catalog_print,
             "seconds": round(time.time() - started, 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:
