@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -32,7 +33,7 @@ from skinlib.data import load_catalog  # noqa: E402
 from skinlib.data.batches import Batches  # noqa: E402
 from skinlib.data.cache import build_cache  # noqa: E402
 from skinlib.data.synthetic import generate  # noqa: E402
-from skinlib.data.transforms import Preprocess, augmentation  # noqa: E402
+from skinlib.data.transforms import INTERPOLATIONS, Preprocess, augmentation  # noqa: E402
 
 MEAN, STD = (0.76, 0.62, 0.55), (0.14, 0.14, 0.13)
 
@@ -74,12 +75,14 @@ def studies_loader(catalog, batch_size, workers):
                                        drop_last=True)   # workers end with each iterator: no background load
 
 
-def throughput(batches, n_batches: int, step=None) -> float:
-    """Images per second over `n_batches` batches, after one warm-up batch."""
+def throughput(batches, n_batches: int, step=None) -> tuple[float, float]:
+    """Images per second over `n_batches` batches, after one warm-up batch, and the page faults of this
+    process per batch (the DataLoader's workers are other processes: their faults are not counted)."""
     it = iter(batches)
     x, _ = next(it)
     if step:
         step(x)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     started, seen = time.perf_counter(), 0
     for _ in range(n_batches):
         x, _ = next(it)
@@ -87,10 +90,11 @@ def throughput(batches, n_batches: int, step=None) -> float:
             x = step(x)
         seen += x.shape[0]
     rate = seen / (time.perf_counter() - started)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / n_batches
     del it                                                    # stops DataLoader workers before the next round
     gc.collect()
     time.sleep(1.0)                                           # ... and lets them exit
-    return rate
+    return rate, faults
 
 
 def main() -> int:
@@ -117,18 +121,27 @@ def main() -> int:
         cache = build_cache(catalog, 224)
         cache_s = time.perf_counter() - started
         batches = Batches(cache, catalog["image_id"], catalog["label"], args.batch_size, shuffle=True, seed=0)
-        prep = Preprocess(MEAN, STD, augmentation("study_a")).train()
+        preps = {mode: Preprocess(MEAN, STD, augmentation("study_a", mode)).train() for mode in INTERPOLATIONS}
         loader = studies_loader(catalog, args.batch_size, cores)
-        bases, ours_all = [], []
+        bases, ours_all, faults = [], {mode: [] for mode in INTERPOLATIONS}, []
         for r in range(args.rounds):
-            bases.append(throughput(loader, args.batches))
-            batches.set_epoch(r)
-            ours_all.append(throughput(batches, args.batches, prep))
-            print(f"  round {r + 1}: studies' {bases[-1]:6.0f} img/s, skinlib {ours_all[-1]:6.0f} img/s")
-        base, ours = float(np.median(bases)), float(np.median(ours_all))
+            bases.append(throughput(loader, args.batches)[0])
+            line = f"  round {r + 1}: studies' {bases[-1]:6.0f} img/s"
+            for mode, prep in preps.items():
+                batches.set_epoch(r)
+                rate, per_batch = throughput(batches, args.batches, prep)
+                ours_all[mode].append(rate)
+                faults.append(per_batch)
+                line += f", skinlib {mode} {rate:6.0f} img/s"
+            print(line)
+        base = float(np.median(bases))
         print(f"studies' pipeline (PIL decode + per-sample torchvision, {cores} workers): {base:8.0f} img/s (median)")
-        print(f"skinlib (uint8 cache + batched per-sample augmentation):  {ours:8.0f} img/s (median)")
-        print(f"ratio: {ours / base:.1f}x")
+        for mode, rates in ours_all.items():
+            ratios = [rate / b for rate, b in zip(rates, bases)]
+            print(f"skinlib, {mode + ' warp:':17s} {np.median(rates):8.0f} img/s (median), ratio {np.median(rates) / base:.1f}x "
+                  f"(per round {min(ratios):.1f}x - {max(ratios):.1f}x)")
+        print(f"skinlib: {np.median(faults):.0f} page faults per batch (median)")
+        ours = float(np.median(ours_all[INTERPOLATIONS[0]]))
         epoch_base = len(catalog) / base
         epoch_ours = len(catalog) / ours
         print(f"one-off 224 px cache build: {cache_s:.1f} s; first epoch including it: {epoch_ours + cache_s:.0f} s "

@@ -157,6 +157,39 @@ def evaluate(y_true, proba: np.ndarray) -> dict[str, float]:
     return binary_metrics(y_true, proba) if proba.ndim == 1 else classification_metrics(y_true, proba)
 
 
+def _digest(*parts) -> str:
+    """A short hash of tensors (their bytes), numpy arrays and anything with a stable repr."""
+    h = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            h.update(part.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        elif isinstance(part, np.ndarray):
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()
+
+
+def _module_digest(module: nn.Module) -> str:
+    return _digest(repr(module), *module.state_dict().values(), [p.requires_grad for p in module.parameters()])
+
+
+def _batches_digest(batches: Batches) -> str:
+    images = batches.images[::max(1, len(batches.images) // 64)]          # a sample of the pixels, for speed
+    return _digest(batches.image_ids.astype(str), batches.labels, images, tuple(batches.images.shape),
+                   batches.batch_size, batches.shuffle, batches.seed, batches.drop_last, batches.weights)
+
+
+def run_identity(model: nn.Module, train: Batches, val: Batches, preprocess_train: nn.Module,
+                 preprocess_eval: nn.Module, config: FitConfig) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the settings, the model as it starts (architecture,
+    initial or pretrained weights, frozen layers), the data (images, labels, order, batch size) and the
+    preprocessing (augmentation, normalisation). One digest per part, so a refusal can say which differs."""
+    return {"settings": config.digest(), "model": _module_digest(model),
+            "data": _digest(_batches_digest(train), _batches_digest(val)),
+            "preprocessing": _digest(_module_digest(preprocess_train), _module_digest(preprocess_eval))}
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
@@ -184,13 +217,14 @@ def fit(
         preprocess_train: augmentation + normalisation for training batches.
         preprocess_eval: normalisation only, for validation.
         config: see :class:`FitConfig`.
-        checkpoint_dir: where ``last.pt`` is written after every epoch; an existing one made with the
-            same config is resumed from (``resume=False`` starts over).
+        checkpoint_dir: where ``last.pt`` is written after every epoch; an existing one is resumed from when it
+            was made by the same run (see :func:`run_identity`), refused otherwise; ``resume=False`` starts over.
         on_epoch_end: called as ``f(epoch, row, model)`` after each epoch (the row of the history).
         log: where the one line per epoch goes.
     """
     device = resolve_device(config.device)
     binary = _output_width(model) == 1
+    identity = run_identity(model, train, val, preprocess_train, preprocess_eval, config) if checkpoint_dir else {}
     torch.manual_seed(config.seed)
     model.to(device)
     if config.channels_last and _is_conv(model):
@@ -210,8 +244,11 @@ def fit(
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
         if resume and ckpt_path.is_file():
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
-            if state["config"] != config.digest():
-                raise RuntimeError(f"checkpoint {ckpt_path} was written with other settings; delete it or pass resume=False")
+            differ = [part for part, value in identity.items() if state.get("identity", {}).get(part) != value]
+            if differ:
+                raise RuntimeError(
+                    f"checkpoint {ckpt_path} was written by a run with other {' and '.join(differ)}; pass resume=False "
+                    "to train from the start (the checkpoint is replaced), or give this run another name")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None:
@@ -281,7 +318,7 @@ def fit(
             _atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict() if scheduler is not None else None,
                           "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
-                          "bad_epochs": bad_epochs, "history": rows, "config": config.digest(), "stopped": stopped},
+                          "bad_epochs": bad_epochs, "history": rows, "identity": identity, "stopped": stopped},
                          ckpt_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row, model)

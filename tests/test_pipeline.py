@@ -81,8 +81,65 @@ def test_grayscale_gives_three_equal_channels():
     out = Preprocess((0, 0, 0), (1, 1, 1), grayscale=True).eval()(x)
     torch.testing.assert_close(out[:, 0], out[:, 1])
     torch.testing.assert_close(out[:, 1], out[:, 2])
+    grey = (x.float() / 255 * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    normalised = Preprocess((0.5, 0.4, 0.3), (0.2, 0.1, 0.3), grayscale=True).eval()(x)
+    expected = (grey - torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1)) / torch.tensor([0.2, 0.1, 0.3]).view(1, 3, 1, 1)
+    torch.testing.assert_close(normalised, expected)
+
+
+@pytest.mark.parametrize("kind", ["study_a", "study_e", "none"])
+@pytest.mark.parametrize("grayscale", [False, True], ids=["rgb", "gray"])
+def test_fused_normalisation_equals_augment_then_normalise(kind, grayscale):
+    """Preprocess folds 1/255 and (x - mean) / std into the augmentation's passes: same numbers as doing
+    each step on its own, clamping and noise included."""
+    x = (torch.rand(6, 3, 40, 40) * 255).to(torch.uint8)
+    mean, std = torch.tensor([0.6, 0.5, 0.4]), torch.tensor([0.2, 0.15, 0.1])
+    torch.manual_seed(3)
+    fused = Preprocess(mean.tolist(), std.tolist(), augmentation(kind), grayscale=grayscale).train()(x)
+    torch.manual_seed(3)
+    steps = augmentation(kind)(x.float() / 255)
+    assert 0 <= steps.min() and steps.max() <= 1
+    if grayscale:
+        steps = (steps * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).repeat(1, 3, 1, 1)
+    expected = (steps - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    torch.testing.assert_close(fused, expected, atol=1e-4, rtol=1e-4)
+    if kind != "none":
+        assert not torch.allclose(fused, Preprocess(mean.tolist(), std.tolist(), grayscale=grayscale).eval()(x))
+
+
+@pytest.mark.parametrize("kind", ["study_a", "study_e"])
+def test_nearest_interpolation_only_copies_pixels(kind):
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 24, 24)
+    out = augmentation(kind, interpolation="nearest")(image.repeat(6, 1, 1, 1))
+    flat = out.view(6, -1)
+    assert (torch.cdist(flat, flat) + torch.eye(6) * 1e9).min() > 1e-3      # still per-sample parameters
+    if kind == "study_e":                      # geometric only: every output pixel is one of the input's
+        assert torch.isin(out, image).all()
+        bilinear = augmentation(kind)(image.repeat(6, 1, 1, 1))
+        assert not torch.isin(bilinear, image).all()
+
+
+def test_unknown_interpolation():
+    with pytest.raises(ValueError, match="bilinear, nearest"):
+        augmentation("study_a", interpolation="bicubic")
 
 
 def test_unknown_augmentation():
     with pytest.raises(ValueError, match="study_a, study_e, none"):
         augmentation("heavy")
+
+
+@pytest.mark.parametrize("kind", ["study_a", "study_e", "none"])
+@pytest.mark.parametrize("grayscale", [False, True], ids=["rgb", "gray"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_reused_buffers_never_leak_into_results(kind, grayscale, training):
+    """Intermediate buffers are reused between batches: a batch already returned must not change when the
+    next one (of any size) is made."""
+    pre = Preprocess((0.5, 0.5, 0.5), (0.2, 0.2, 0.2), augmentation(kind), grayscale=grayscale).train(training)
+    first = pre((torch.rand(4, 3, 16, 16) * 255).to(torch.uint8))
+    kept = first.clone()
+    for n in (4, 2, 4):
+        second = pre((torch.rand(n, 3, 16, 16) * 255).to(torch.uint8))
+        assert second.data_ptr() != first.data_ptr()
+        torch.testing.assert_close(first, kept, rtol=0, atol=0)

@@ -65,10 +65,27 @@ def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path):
     assert resumed_result.best_epoch == straight_result.best_epoch
 
 
-def test_checkpoint_with_other_settings_is_refused(data, tmp_path):
+def test_checkpoint_of_another_run_is_refused(data, tmp_path):
+    """A checkpoint resumes only the run that wrote it: other settings, augmentation, data or starting weights
+    are refused with a message naming what differs, instead of silently reporting the old run."""
+    _, _, parts, mean, std = data
     run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)
-    with pytest.raises(RuntimeError, match="other settings.*resume=False"):
+    with pytest.raises(RuntimeError, match="other settings; pass resume=False"):
         run(data, FitConfig(max_epochs=1, seed=2), checkpoint_dir=tmp_path)
+    train, val = batches(data)
+    for pre, model, match in [(Preprocess(mean, std, augmentation("study_e")), tiny_model(), "other preprocessing"),
+                              (Preprocess(mean, std, augmentation("study_a", "nearest")), tiny_model(), "other preprocessing"),
+                              (Preprocess(mean, std, augmentation("study_a")), ResidualCNN(7, width=8, blocks=(1, 1)), "other model")]:
+        with pytest.raises(RuntimeError, match=match):
+            fit(model, train, val, pre, Preprocess(mean, std), FitConfig(max_epochs=1, seed=1), log=io.StringIO(),
+                checkpoint_dir=tmp_path)
+    fewer = Batches(data[1], parts["train"]["image_id"].iloc[:-1],
+                    parts["train"]["label"].iloc[:-1], 32, shuffle=True, seed=3)
+    with pytest.raises(RuntimeError, match="other data"):
+        fit(tiny_model(), fewer, val, Preprocess(mean, std, augmentation("study_a")), Preprocess(mean, std),
+            FitConfig(max_epochs=1, seed=1), log=io.StringIO(), checkpoint_dir=tmp_path)
+    _, again = run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)       # the same run resumes
+    assert again.resumed_from == 0
     run(data, FitConfig(max_epochs=1, seed=2), checkpoint_dir=tmp_path, resume=False)
 
 

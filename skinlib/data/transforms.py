@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 AUGMENTATIONS = ("study_a", "study_e", "none")
+INTERPOLATIONS = ("bilinear", "nearest")
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
@@ -31,7 +32,28 @@ def _rotation(angle: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
 
 
-def _warp(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, padding: str) -> torch.Tensor:
+class Scratch:
+    """Intermediate buffers reused from batch to batch, never returned to a caller.
+
+    On a CPU, a fresh 20 MB tensor per batch costs more in page faults than the arithmetic done on it (the
+    allocator hands freed blocks of that size back to the system, and the next batch faults them in again).
+    """
+
+    def __init__(self):
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """An uninitialised buffer `name` of `shape`, with `like`'s dtype and device (a view of a larger one
+        kept from an earlier batch when there is one: a last, smaller batch does not reallocate)."""
+        size = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < size or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self.buffers[name] = torch.empty(size, dtype=like.dtype, device=like.device)
+        return buf[:size].view(shape)
+
+
+def _warp(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, padding: str, mode: str,
+          scratch: Scratch) -> torch.Tensor:
     """Sample x at ``matrix @ p + offset`` for every output point p (normalised coordinates in [-1, 1]).
 
     The grid is what ``F.affine_grid`` computes, written in place as a sum of a row and a column term
@@ -41,10 +63,10 @@ def _warp(x: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, padding: 
     xs = ((torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1).view(1, 1, w)
     ys = ((torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1).view(1, h, 1)
     m, b = matrix.view(n, 2, 2, 1, 1), offset.view(n, 2, 1, 1)
-    grid = torch.empty(n, h, w, 2, dtype=x.dtype, device=x.device)
+    grid = scratch("grid", (n, h, w, 2), x)
     for k in range(2):
         torch.add(m[:, k, 0] * xs, m[:, k, 1] * ys + b[:, k], out=grid[..., k])
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 class NoiseBank:
@@ -59,33 +81,79 @@ class NoiseBank:
         self.bank: torch.Tensor | None = None
         self.uses = 0
 
-    def take(self, n: int, shape: tuple[int, int, int], device) -> torch.Tensor:
+    def window(self, shape: tuple[int, int, int], device) -> torch.Tensor:
+        """One (C, H, W) field of standard normal noise: a read-only view into the bank."""
         c, h, w = shape
         if self.bank is None or self.bank.shape[1:] != (c, h + self.margin, w + self.margin) \
                 or self.bank.device != torch.device(device) or self.uses >= self.refresh:
             self.bank = torch.randn(self.fields, c, h + self.margin, w + self.margin, device=device)
             self.uses = 0
-        self.uses += n
-        pick = torch.randint(0, self.fields, (n,)).tolist()
-        oy = torch.randint(0, self.margin + 1, (n,)).tolist()
-        ox = torch.randint(0, self.margin + 1, (n,)).tolist()
-        return torch.stack([self.bank[k, :, y:y + h, x:x + w] for k, y, x in zip(pick, oy, ox)])
+        self.uses += 1
+        k, y, x = torch.randint(0, self.fields, ()).item(), *torch.randint(0, self.margin + 1, (2,)).tolist()
+        return self.bank[k, :, y:y + h, x:x + w]
 
 
-class StudyAAugment(nn.Module):
-    """Study A's Algorithm 1 on a batch in [0, 1]: rotation U(-90, 90), horizontal flip p 0.5, translation up
-    to 10%, random resized crop (scale 0.8-1.0, ratio 3/4-4/3), colour jitter (brightness, contrast,
-    saturation 0.2, hue 0.05), Gaussian noise sigma 0.01 with p 0.5, clamped to [0, 1].
+class Augment(nn.Module):
+    """A training augmentation of float batches, with the final normalisation fused into its last pass.
 
-    Differences from torchvision, by design: the colour steps run in a fixed order (brightness, saturation,
-    hue in YIQ space, contrast) with one clamp at the end, where ColorJitter shuffles them and clamps after
-    each; rotation is bilinear where RandomRotation defaults to nearest."""
+    ``forward(x, value_range, normalise)`` takes a float batch holding values in [0, `value_range`] (255 for a
+    uint8 batch just converted, so no separate division pass is spent) and returns the augmented batch in [0, 1],
+    or, when `normalise` is ``(mean, std)`` (tensors of shape (3,)), ``(augmented - mean) / std`` computed in the
+    same pass. Subclasses draw every random parameter per sample.
 
-    def __init__(self):
+    Args:
+        interpolation: ``bilinear`` or ``nearest`` sampling for the geometric steps (see :func:`augmentation`).
+    """
+
+    def __init__(self, interpolation: str = "bilinear"):
         super().__init__()
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
+        self.interpolation = interpolation
+        self.scratch = Scratch()
+
+    def extra_repr(self) -> str:
+        return f"interpolation={self.interpolation!r}"
+
+
+def _rescale(x: torch.Tensor, gain: float, normalise: tuple[torch.Tensor, torch.Tensor] | None,
+             inplace: bool = False) -> torch.Tensor:
+    """``x * gain``, then ``(. - mean) / std`` per channel when `normalise` is given: a single pass (or none),
+    written over `x` when `inplace`."""
+    out = x if inplace else None
+    if normalise is None:
+        return x if gain == 1 else torch.mul(x, gain, out=out)
+    mean, std = (t.to(x.device).view(1, 3, 1, 1) for t in normalise)
+    return torch.addcmul(-mean / std, x, gain / std, out=out)
+
+
+class NoAugment(Augment):
+    """No augmentation: only the rescaling (and normalisation) of :class:`Augment`'s contract."""
+
+    def forward(self, x: torch.Tensor, value_range: float = 1.0,
+                normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return _rescale(x, 1 / value_range, normalise)
+
+
+class StudyAAugment(Augment):
+    """Study A's Algorithm 1: rotation U(-90, 90), horizontal flip p 0.5, translation up to 10%, random resized
+    crop (scale 0.8-1.0, ratio 3/4-4/3), colour jitter (brightness, contrast, saturation 0.2, hue 0.05),
+    Gaussian noise sigma 0.01 with p 0.5, clamped to [0, 1].
+
+    The geometric steps are one affine warp; colour, contrast, the 1 / `value_range` scaling and the
+    normalisation are one 3x3 matrix and offset per image, applied in one pass, with the clamp to [0, 1] done
+    on the normalised values (per-channel bounds), which is the same thing. Differences from torchvision, by
+    design: the colour steps run in a fixed order (brightness, saturation, hue in YIQ space, contrast) with one
+    clamp at the end, where ColorJitter shuffles them and clamps after each; the geometric steps are resampled
+    once (torchvision resamples after each of them: nearest for rotation and translation, bilinear for the
+    resize and the crop)."""
+
+    def __init__(self, interpolation: str = "bilinear"):
+        super().__init__(interpolation)
         self.noise = NoiseBank()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, value_range: float = 1.0,
+                normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         n, dev = x.shape[0], x.device
         rot = _rotation(-torch.deg2rad(_uniform(n, -90, 90, dev)))          # inverse rotation: output -> input
         flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
@@ -97,7 +165,7 @@ class StudyAAugment(nn.Module):
         pre = rot * torch.stack([flip, torch.ones_like(flip)], -1).unsqueeze(1)   # R^-1 @ diag(flip, 1)
         matrix = pre * torch.stack([w, h], -1).unsqueeze(1)
         offset = (pre @ (centre - shift).unsqueeze(-1)).squeeze(-1)
-        x = _warp(x, matrix, offset, "zeros")
+        x = _warp(x, matrix, offset, "zeros", self.interpolation, self.scratch)
 
         gray = _GRAY.to(dev)
         brightness = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
@@ -109,26 +177,37 @@ class StudyAAugment(nn.Module):
         c, s = torch.cos(hue), torch.sin(hue)
         rot_iq = torch.zeros(n, 3, 3, device=dev)
         rot_iq[:, 0, 0], rot_iq[:, 1, 1], rot_iq[:, 1, 2], rot_iq[:, 2, 1], rot_iq[:, 2, 2] = 1, c, -s, s, c
-        colour = torch.linalg.inv(yiq) @ rot_iq @ yiq @ sat * brightness          # (n, 3, 3)
+        colour = torch.linalg.inv(yiq) @ rot_iq @ yiq @ sat * (brightness / value_range)   # (n, 3, 3)
         # contrast blends towards the image's mean grey level; colour mixing is linear, so that mean is
         # known before mixing, and colour, contrast and their offset are one affine map: a single pass
         contrast = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
         grey_mean = (colour @ x.mean((2, 3)).unsqueeze(-1)).squeeze(-1) @ gray      # (n,)
-        offset = ((1 - contrast.view(n)) * grey_mean).view(n, 1, 1).expand(n, 3, 1)
-        flat = torch.baddbmm(offset, colour * contrast, x.reshape(n, 3, -1)).clamp_(0, 1)
-        x = flat.view_as(x)
+        bias = ((1 - contrast.view(n)) * grey_mean).view(n, 1, 1).expand(n, 3, 1)
+        gain, low, high, noise = colour * contrast, 0.0, 1.0, torch.full((3, 1, 1), 0.01, device=dev)
+        if normalise is not None:                # y -> (y - mean) / std, folded in; [0, 1] becomes [low, high]
+            mean, std = (t.to(dev).view(3, 1) for t in normalise)
+            gain, bias = gain / std, (bias - mean) / std
+            low, high, noise = -mean / std, (1 - mean) / std, noise / std.view(3, 1, 1)
+        # the warped batch is fresh and becomes the result: the colour pass goes through a scratch buffer and
+        # the clamp (bounds (3, 1), per channel) writes back into it
+        mixed = torch.baddbmm(bias, gain, x.view(n, 3, -1), out=self.scratch("colour", (n, 3, x[0, 0].numel()), x))
+        x = torch.clamp(mixed, low, high, out=x.view(n, 3, -1)).view_as(x)
+        if normalise is not None:
+            low, high = low.view(3, 1, 1), high.view(3, 1, 1)
 
         for i in (torch.rand(n, device=dev) < 0.5).nonzero().flatten().tolist():
-            x[i].add_(self.noise.take(1, tuple(x.shape[1:]), dev)[0], alpha=0.01).clamp_(0, 1)
+            image = x[i].addcmul_(self.noise.window(tuple(x.shape[1:]), dev), noise)
+            torch.clamp(image, low, high, out=image)
         return x
 
 
-class StudyEAugment(nn.Module):
-    """Study E's Keras generator on a batch in [0, 1]: horizontal and vertical flips, rotation U(-30, 30),
-    shifts up to 10%, zoom 0.8-1.2 per axis, shear 0.1 degrees (Keras' unit), border pixels repeated.
-    Geometric only: the study found colour augmentation hurt."""
+class StudyEAugment(Augment):
+    """Study E's Keras generator: horizontal and vertical flips, rotation U(-30, 30), shifts up to 10%, zoom
+    0.8-1.2 per axis, shear 0.1 degrees (Keras' unit), border pixels repeated. Geometric only: the study found
+    colour augmentation hurt."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, value_range: float = 1.0,
+                normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         n, dev = x.shape[0], x.device
         rot = _rotation(-torch.deg2rad(_uniform(n, -30, 30, dev)))
         shear = torch.deg2rad(_uniform(n, -0.1, 0.1, dev))
@@ -139,17 +218,22 @@ class StudyEAugment(nn.Module):
         zoom = _uniform(2 * n, 0.8, 1.2, dev).view(n, 2)
         matrix = rot @ shear_m * (flips * zoom).unsqueeze(1)
         offset = _uniform(2 * n, -0.2, 0.2, dev).view(n, 2)
-        return _warp(x, matrix, offset, "border")
+        warped = _warp(x, matrix, offset, "border", self.interpolation, self.scratch)          # fresh: the result
+        return _rescale(warped, 1 / value_range, normalise, inplace=True)
 
 
-def augmentation(kind: str) -> nn.Module:
-    """The training augmentation `kind` (``study_a``, ``study_e`` or ``none``) for float batches in [0, 1]."""
+def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
+    """The training augmentation `kind` (``study_a``, ``study_e`` or ``none``).
+
+    `interpolation` samples the one composed geometric warp: ``bilinear`` (smoother, the default) or
+    ``nearest`` (torchvision's default for rotation and translation; about twice as fast on a CPU).
+    """
     if kind == "study_a":
-        return StudyAAugment()
+        return StudyAAugment(interpolation)
     if kind == "study_e":
-        return StudyEAugment()
+        return StudyEAugment(interpolation)
     if kind == "none":
-        return nn.Identity()
+        return NoAugment(interpolation)
     raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTATIONS)}")
 
 
@@ -160,26 +244,31 @@ class Preprocess(nn.Module):
         mean, std: per-channel normalisation (train-split statistics, or the backbone's pretrained ones).
         augment: training augmentation (see :func:`augmentation`); not applied in eval mode.
         grayscale: convert to luminance and repeat it on 3 channels (the studies' grey-scale runs).
+
+    Converting, augmenting and normalising take as few passes over the batch as the recipe allows: the
+    1 / 255 scaling and the normalisation are folded into the augmentation's last pass (see :class:`Augment`).
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], augment: nn.Module | None = None,
+    def __init__(self, mean: Sequence[float], std: Sequence[float], augment: Augment | None = None,
                  grayscale: bool = False):
         super().__init__()
-        self.augment = augment or nn.Identity()
+        self.augment = augment if augment is not None else NoAugment()
         self.grayscale = grayscale
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("mean", mean_t)
-        self.register_buffer("std", std_t)
-        self.register_buffer("scale", 1 / std_t)                # (x - mean) / std as one multiply-add
-        self.register_buffer("shift", -mean_t / std_t)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+        # grey-scale: z_c = (sum_k gray_k x_k - mean_c) / std_c, one 3x3 matrix for the whole map
+        self.register_buffer("gray_matrix", _GRAY.repeat(3, 1) / self.std.view(3, 1))
+        self.scratch = Scratch()
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255)
-        if self.training:
-            x = self.augment(x)
-        if self.grayscale:
-            g = _GRAY.tolist()
-            x = (g[0] * x[:, 0:1] + g[1] * x[:, 1:2] + g[2] * x[:, 2:3]).repeat(1, 3, 1, 1)
-        return torch.addcmul(self.shift, x, self.scale)
+        x = self.scratch("float", tuple(images.shape), self.mean).copy_(images)  # values in [0, 255]
+        augment = self.augment if self.training else NoAugment()
+        if not self.grayscale:
+            return augment(x, 255.0, (self.mean, self.std))
+        matrix = self.gray_matrix / 255
+        if not isinstance(augment, NoAugment):
+            x, matrix = augment(x, 255.0), self.gray_matrix                    # augmented, in [0, 1]
+        n = x.shape[0]
+        bias = (-self.mean / self.std).view(1, 3, 1).expand(n, 3, 1)
+        return torch.baddbmm(bias, matrix.expand(n, 3, 3), x.reshape(n, 3, -1)).view_as(x)
