@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -40,3 +41,14 @@ def test_notebook_shape_and_clean_outputs(path):
 def test_every_parameter_has_a_help_comment(path):
     for param in notebook_parameters(path).values():
         assert param.help, f"{path.name}: parameter {param.name} needs '# what it means'"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_parameter_is_recorded(path):
+    """The parameters a notebook hands to setup() (printed, and saved beside its results) are all of those
+    in its parameters cell: a new parameter cannot be left out of the record."""
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and "setup(" in c.source)
+    recorded = {kw.arg for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "dict" for kw in node.keywords}
+    assert recorded == set(notebook_parameters(path)), path.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -99,7 +100,9 @@ def create_backbone(
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, saying where to put them.
     """
-    import timm
+    with warnings.catch_warnings():        # tqdm.auto, imported by the hub client, warns in notebooks without
+        warnings.filterwarnings("ignore", message="IProgress not found")   # ipywidgets; text bars work
+        import timm
 
     model_name = timm_name(name)
     if not timm.is_model(model_name.split(".")[0]):
