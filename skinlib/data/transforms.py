@@ -183,21 +183,23 @@ class StudyAAugment(Augment):
         contrast = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
         grey_mean = (colour @ x.mean((2, 3)).unsqueeze(-1)).squeeze(-1) @ gray      # (n,)
         bias = ((1 - contrast.view(n)) * grey_mean).view(n, 1, 1).expand(n, 3, 1)
-        gain, low, high, noise = colour * contrast, 0.0, 1.0, torch.full((3, 1, 1), 0.01, device=dev)
+        gain, low, high, sigma = colour * contrast, [0.0] * 3, [1.0] * 3, [0.01] * 3
         if normalise is not None:                # y -> (y - mean) / std, folded in; [0, 1] becomes [low, high]
             mean, std = (t.to(dev).view(3, 1) for t in normalise)
             gain, bias = gain / std, (bias - mean) / std
-            low, high, noise = -mean / std, (1 - mean) / std, noise / std.view(3, 1, 1)
-        # the warped batch is fresh and becomes the result: the colour pass goes through a scratch buffer and
-        # the clamp (bounds (3, 1), per channel) writes back into it
+            m, sd = normalise[0].tolist(), normalise[1].tolist()
+            low, high, sigma = [-a / b for a, b in zip(m, sd)], [(1 - a) / b for a, b in zip(m, sd)], [0.01 / b for b in sd]
+        # the warped batch is fresh and becomes the result: the colour pass goes through a scratch buffer and the
+        # clamp writes back into it, a channel at a time (scalar bounds are ~4x faster than broadcast tensor ones)
         mixed = torch.baddbmm(bias, gain, x.view(n, 3, -1), out=self.scratch("colour", (n, 3, x[0, 0].numel()), x))
-        x = torch.clamp(mixed, low, high, out=x.view(n, 3, -1)).view_as(x)
-        if normalise is not None:
-            low, high = low.view(3, 1, 1), high.view(3, 1, 1)
+        flat = x.view(n, 3, -1)
+        for c in range(3):
+            torch.clamp(mixed[:, c], low[c], high[c], out=flat[:, c])
 
         for i in (torch.rand(n, device=dev) < 0.5).nonzero().flatten().tolist():
-            image = x[i].addcmul_(self.noise.window(tuple(x.shape[1:]), dev), noise)
-            torch.clamp(image, low, high, out=image)
+            field = self.noise.window(tuple(x.shape[1:]), dev)
+            for c in range(3):
+                x[i, c].add_(field[c], alpha=sigma[c]).clamp_(low[c], high[c])
         return x
 
 
