@@ -265,12 +265,13 @@ class Preprocess(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.scratch("float", tuple(images.shape), self.mean).copy_(images)  # values in [0, 255]
-        augment = self.augment if self.training else NoAugment()
+        augment = self.training and not isinstance(self.augment, NoAugment)
         if not self.grayscale:
-            return augment(x, 255.0, (self.mean, self.std))
+            normalise = (self.mean, self.std)
+            return self.augment(x, 255.0, normalise) if augment else _rescale(x, 1 / 255, normalise)
         matrix = self.gray_matrix / 255
-        if not isinstance(augment, NoAugment):
-            x, matrix = augment(x, 255.0), self.gray_matrix                    # augmented, in [0, 1]
+        if augment:
+            x, matrix = self.augment(x, 255.0), self.gray_matrix               # augmented, in [0, 1]
         n = x.shape[0]
         bias = (-self.mean / self.std).view(1, 3, 1).expand(n, 3, 1)
         return torch.baddbmm(bias, matrix.expand(n, 3, 3), x.reshape(n, 3, -1)).view_as(x)
