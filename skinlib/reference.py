@@ -1,5 +1,5 @@
 """Numbers the studies report (test or validation sets of their own, image-level splits): context, not targets
-our lesion-grouped protocol should match. See ../shared/SCOPE.md."""
+our lesion-grouped protocol should match. See docs/studies.md."""
 
 from __future__ import annotations
 
