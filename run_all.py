@@ -29,7 +29,8 @@ from skinlib import paths  # noqa: E402
 from skinlib.experiment import SMOKE_ENV  # noqa: E402
 from skinlib.runner import SMOKE_LIMITS, ParameterError, is_done, parse_sets, plan, run_all, select, smoke  # noqa: E402
 
-SMOKE_PER_CLASS = 3     # images per class and split in a smoke run
+SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
+REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     kind = "SMOKE run of profile" if args.smoke else "profile"
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
-    return run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                   progress=not args.no_progress)
+    status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
+                     progress=not args.no_progress)
+    report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
+    if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
+        from skinlib.report import export_html
+
+        print(f"report (HTML, open it in a browser): {export_html(report, out_dir / 'report.html')}", flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def check_sets(sets: dict[str, Any], notebooks: list[Path]) -> None:
 #: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches. The image
 #: count is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes, heads and
 #: augmentation stay as the profile sets them.
-SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 8}
+SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4}
 
 
 def smoke(runs: list[Run]) -> list[Run]:

@@ -12,7 +12,7 @@ import pytest
 from test_runner import project, write_notebook  # noqa: F401  (fixture)
 
 from skinlib.experiment import SMOKE_ENV, smoke_subset
-from skinlib.runner import ParameterError, parse_sets, plan, smoke
+from skinlib.runner import SMOKE_LIMITS, ParameterError, parse_sets, plan, smoke
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,10 +42,10 @@ def test_set_rejects_unknown_keys_and_wrong_types(project):  # noqa: F811
 def test_smoke_shrinks_epochs_and_batches_never_the_model(project):  # noqa: F811
     write_notebook(project / "notebooks" / "03_model.ipynb", "pass",
                    params="max_epochs = 20  # epochs\nbatch_size = 32  # batch\nimage_size = 224  # px\nbackbone = 'resnet50'  # model")
-    (project / "params" / "full" / "03_model.yaml").write_text("runs:\n  - name: a\n    batch_size: 4\n  - name: b\n    max_epochs: 3\n")
+    (project / "params" / "full" / "03_model.yaml").write_text("runs:\n  - name: a\n    batch_size: 3\n  - name: b\n    max_epochs: 3\n")
     runs = {r.name: r.params for r in smoke(plan(project / "notebooks", project / "params", "full"))}
-    assert runs["03_model--a"] == {"max_epochs": 1, "batch_size": 4}          # 4 < 8 stays
-    assert runs["03_model--b"] == {"max_epochs": 1, "batch_size": 8}
+    assert runs["03_model--a"] == {"max_epochs": 1, "batch_size": 3}          # lower than the limit: kept
+    assert runs["03_model--b"] == {"max_epochs": 1, "batch_size": SMOKE_LIMITS["batch_size"]}
     assert runs["01_first"] == {}                                             # no such knobs: untouched
 
 
