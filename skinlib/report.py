@@ -151,20 +151,27 @@ def forest_plot(runs: pd.DataFrame, chance: float | None = 1 / 7, ax=None):
     return ax.figure
 
 
-def split_cost(grouped: tuple[str, str], image_level: tuple[str, str], n_boot: int = 2000, seed: int = 0,
+def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0,
                root: Path | None = None) -> pd.Series:
     """How much the studies' image-level split inflates a result: test balanced accuracy of the same model trained
     on the image-level split minus on the lesion-grouped split (each on its own test split), with a 95% bootstrap
-    interval (the two test sets resampled independently).
+    interval (the two test sets resampled independently). When a run is missing, says which and how to make it.
 
     Args:
-        grouped, image_level: ``(experiment, run)`` of the run on each split.
+        grouped, image_level: ``experiment/run`` of the run on each split.
         n_boot: bootstrap resamples.
         seed: seed of the resampling.
     """
+    base = Path(root) if root else paths.results_dir()
+    missing = [name for name in (grouped, image_level) if not (base / name / "run.json").is_file()]
+    if missing:
+        return pd.Series({"not run": ", ".join(missing),
+                          "how": "run 04_custom_cnn with split_name = the image-level split saved by 02 "
+                                 "(params/full/04_custom_cnn.yaml has it as a run)"})
     rng = np.random.default_rng(seed)
     scores, draws = {}, {}
-    for name, (experiment, run) in (("lesion-grouped", grouped), ("image-level", image_level)):
+    for name, key in (("lesion-grouped", grouped), ("image-level", image_level)):
+        experiment, run = key.split("/", 1)
         pred = load_run(experiment, run, root).predictions
         test = pred[pred["split"] == "test"]
         y = test["label"].to_numpy(int)
@@ -176,7 +183,7 @@ def split_cost(grouped: tuple[str, str], image_level: tuple[str, str], n_boot: i
     return pd.Series({"lesion-grouped": scores["lesion-grouped"], "image-level": scores["image-level"],
                       "inflation": scores["image-level"] - scores["lesion-grouped"],
                       "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
-                      "p(inflation <= 0)": float((diff <= 0).mean())})
+                      "share of resamples without inflation": float((diff <= 0).mean())})
 
 
 def _balanced(y: np.ndarray, pred: np.ndarray) -> float:

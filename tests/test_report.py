@@ -71,10 +71,15 @@ def test_forest_plot_has_a_row_per_run(registry):
 
 
 def test_split_cost_measures_the_difference_with_an_interval(registry):
-    cost = report.split_cost(("split_cost", "lesion"), ("split_cost", "image"), n_boot=300, root=registry)
+    cost = report.split_cost("split_cost/lesion", "split_cost/image", n_boot=300, root=registry)
     runs = report.runs_table(registry).set_index("run")
     assert cost["inflation"] == pytest.approx(runs.loc["image", "balanced_accuracy"] - runs.loc["lesion", "balanced_accuracy"])
     assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0          # 0.8 vs 0.4 of 210 images
+
+
+def test_split_cost_names_a_missing_run(registry):
+    cost = report.split_cost("split_cost/lesion", "custom_cnn/nope", root=registry)
+    assert cost["not run"] == "custom_cnn/nope" and "split_name" in cost["how"]
 
 
 def test_best_model_is_chosen_on_validation_not_test(registry):
