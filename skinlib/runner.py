@@ -31,6 +31,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from . import knobs
 from .paths import write_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -108,7 +109,16 @@ def _type_ok(default: Any, value: Any) -> bool:
 
 
 def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str) -> None:
-    """Every key must be a parameter of the notebook, with a value of the default's type."""
+    """Every key must be a parameter of the notebook, with a value of the default's type that its knob allows.
+
+    Args:
+        values: parameter name -> value, as given (a parameter file, a run of it, the command line).
+        params: the notebook's parameters (:func:`notebook_parameters`).
+        where: how to name the origin of `values` in messages (file and run, or the option).
+
+    Raises:
+        ParameterError: listing every unknown name, wrongly typed value and value outside its knob's range.
+    """
     errors = []
     for key, value in values.items():
         if key not in params:
@@ -117,16 +127,49 @@ def check_values(values: dict[str, Any], params: dict[str, Parameter], where: st
             errors.append(f"{where}: unknown parameter {key!r}; {hint}")
         elif not _type_ok(params[key].default, value):
             p = params[key]
+            hint = (" (a number in quotes is text: write it without quotes)"
+                    if isinstance(value, str) and isinstance(p.default, (int, float)) and _looks_numeric(value) else "")
             errors.append(f"{where}: parameter {key!r} should be like its default {p.source} "
-                          f"({type(p.default).__name__}), got {value!r} ({type(value).__name__})")
+                          f"({type(p.default).__name__}), got {value!r} ({type(value).__name__}){hint}")
+        else:
+            problem = knobs.problem(key, value)
+            if problem:
+                errors.append(f"{where}: parameter {problem}")
     if errors:
         raise ParameterError("\n".join(errors))
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-4`` and ``5e3`` as the floats they mean (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_value(text: str) -> Any:
+    """A value written as in a parameter file (``0.001``, ``1e-4``, ``[0.7, 0.15, 0.15]``, ``true``, ``null``)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_params_file(path: Path) -> dict[str, Any]:
     """A parameter file as a mapping (empty file: no overrides)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_Loader) or {}
     except yaml.YAMLError as exc:
         raise ParameterError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -174,15 +217,19 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                 continue
             own = {k: v for k, v in variant.items() if k != "name"}
             try:
-                check_values(own, params, f"{where} runs[{i}]")
+                check_values(own, params, f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else ""))
             except ParameterError as exc:
                 errors.append(str(exc))
             resolved = {**shared, **own}
             if variant.get("name") and "run_name" in params and "run_name" not in resolved:
                 resolved["run_name"] = variant["name"]          # a run's results are filed under its name
-            for key, value in (overrides or {}).items():
-                if key in params:
-                    resolved[key] = value
+            given = {key: value for key, value in (overrides or {}).items() if key in params}
+            try:
+                check_values(given, params, f"{nb_path.name}, from the command line")
+            except ParameterError as exc:
+                if str(exc) not in errors:
+                    errors.append(str(exc))
+            resolved.update(given)
             name = nb_path.stem + (f"--{variant['name']}" if variant.get("name") else "")
             runs.append(Run(nb_path, name, resolved, gpu))
     if errors:

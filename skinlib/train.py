@@ -22,11 +22,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import knobs
 from .data.batches import Batches
+from .knobs import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
 from .metrics import binary_metrics, classification_metrics
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "cosine", "plateau")
 
 
 @dataclass
@@ -68,6 +67,10 @@ class FitConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        knobs.check_all({k: getattr(self, k) for k in ("max_epochs", "lr", "optimizer", "weight_decay", "scheduler",
+                                                       "step_size", "gamma", "patience", "device", "seed")})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]

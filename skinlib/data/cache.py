@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import paths
+from .. import knobs, paths
 from .catalog import CatalogError, fingerprint
 
 CACHE_VERSION = 1
@@ -100,8 +100,10 @@ def build_cache(
         progress: print progress to stderr.
 
     Raises:
+        KnobError: an image size outside :data:`skinlib.knobs.KNOBS`' range.
         CatalogError: naming every image that could not be decoded; no cache is left behind.
     """
+    knobs.check("image_size", image_size)
     root = Path(root) if root else paths.cache_dir()
     catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
     folder = root / f"{catalog_print}-{image_size}px"
