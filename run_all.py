@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run again even when already done with the same parameters")
     parser.add_argument("--keep-going", action="store_true", help="after a failure, go on with the next notebooks")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    parser.add_argument("--wait", action="store_true",
+                        help="when another process is executing a run, wait for it (default: that run fails)")
     args = parser.parse_args(argv)
 
     overrides = {}
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     print(f"profile {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
     return run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, wait=args.wait)
 
 
 if __name__ == "__main__":

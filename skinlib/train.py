@@ -26,6 +26,7 @@ from . import knobs
 from .data.batches import Batches
 from .knobs import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
 from .metrics import binary_metrics, classification_metrics
+from .notebook import notice
 
 
 @dataclass
@@ -259,7 +260,7 @@ def fit(
             best_score, best_epoch, best_state = state["best_score"], state["best_epoch"], state["best_state"]
             bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
             resumed = state["epoch"]
-            print(f"resumed from the checkpoint after epoch {resumed + 1}", file=log, flush=True)
+            notice(f"resumed from the checkpoint after epoch {resumed + 1}", file=log)
             if state.get("stopped"):
                 start = config.max_epochs
 

@@ -110,15 +110,20 @@ def build_cache(
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
-        _build(catalog, image_size, folder, jobs or os.cpu_count() or 1, progress, catalog_print)
+        tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
+        try:
+            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print)
+        except BaseException:                       # an error or Ctrl-C: no half-built cache stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     meta = json.loads((folder / "meta.json").read_text())
     ids = pd.read_csv(folder / "image_ids.csv", dtype=str, keep_default_na=False)["image_id"].to_numpy()
     return ImageCache(folder, ids, meta["size"], np.load(folder / "images.npy", mmap_mode="r"))
 
 
-def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: bool, catalog_print: str) -> None:
+def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int, progress: bool,
+           catalog_print: str) -> None:
     started = time.time()
-    tmp = folder.with_name(folder.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     files = list(catalog["path"])
