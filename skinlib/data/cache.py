@@ -165,6 +165,9 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
 def channel_stats(cache: ImageCache, image_ids, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (RGB, in [0, 1]) over the images `image_ids`, e.g. the train split."""
     rows = np.sort(cache.rows(image_ids))
+    if len(rows) == 0:
+        raise ValueError("no images to compute channel statistics on: the split is empty (a dataset this small "
+                         "cannot be split into train, val and test; use more images)")
     total = np.zeros(3)
     squares = np.zeros(3)
     for s in range(0, len(rows), chunk):
