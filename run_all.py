@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
-from skinlib.runner import ParameterError, is_done, plan, run_all, select  # noqa: E402
+from skinlib.runner import ParameterError, in_progress, is_done, plan, run_all, select  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = paths.outputs_dir() / args.profile
     if args.list:
         for run in runs:
-            status = "done" if is_done(out_dir, run) else "pending"
+            status = in_progress(run) or ("done" if is_done(out_dir, run) else "pending")
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0

@@ -17,6 +17,7 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -103,6 +104,10 @@ def _device_ok(value: Any) -> bool:
     return isinstance(value, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value) is not None
 
 
+def _folder(value: Any) -> bool:
+    return isinstance(value, str) and Path(value).expanduser().is_dir()
+
+
 def _timm_model(value: Any) -> bool:
     from .models.backbones import BACKBONES, _ALIASES, timm_name
 
@@ -120,6 +125,8 @@ STUDY_BACKBONES = ("resnet18", "resnet50", "vgg19", "xception", "inception_resne
 
 #: knob name -> rule. Extend with one line per new knob (see the module docstring).
 KNOBS: dict[str, Rule] = {
+    "data_dir": optional(Rule("an existing folder", _folder)),
+    "weights_dir": optional(Rule("an existing folder", _folder)),
     "layout": optional(one_of(*LAYOUTS)),
     "seed": integer(0),
     "image_size": integer(8, 4096),

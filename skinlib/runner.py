@@ -486,6 +486,16 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
     return 0
 
 
+def in_progress(run: Run) -> str | None:
+    """"in progress (pid N, started at T)" when another process is executing `run` now, else None."""
+    lock = stale.RunLock(run.name)
+    if _try(lock):
+        lock.release()
+        return None
+    info = lock.holder()
+    return f"in progress (pid {info.get('pid', '?')}, started at {info.get('started', '?')})"
+
+
 def _try(lock: stale.RunLock) -> bool:
     try:
         lock.acquire()

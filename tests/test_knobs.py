@@ -14,7 +14,7 @@ from test_runner import write_notebook
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("image_size = 64  # side\nlr = 0.001  # learning rate\nratios = [0.75, 0.10, 0.15]  # fractions\n"
           "backbone = 'resnet18'  # model\naugment = 'none'  # augmentation\nmax_epochs = 3  # epochs\n"
-          "run_name = None  # name\nother = 1  # not a knob")
+          "run_name = None  # name\ndata_dir = None  # data\nother = 1  # not a knob")
 
 
 @pytest.fixture
@@ -37,6 +37,7 @@ def plan_with(project, text: str):
     ("augment: study_z", "augment = 'study_z' is not allowed: use one of study_a, study_e, none (did you mean 'study_e'?)"),
     ("max_epochs: 0", "max_epochs = 0 is not allowed: use an integer >= 1"),
     ("run_name: a/b", "run_name = 'a/b' is not allowed"),
+    ("data_dir: /no/such/folder", "data_dir = '/no/such/folder' is not allowed: use None or an existing folder"),
 ])
 def test_values_outside_their_range_stop_the_plan_naming_file_key_value_and_what_is_allowed(project, line, expected):
     with pytest.raises(ParameterError) as info:

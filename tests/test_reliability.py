@@ -16,7 +16,7 @@ import pytest
 
 from skinlib import paths, stale
 from skinlib.results import RunRecorder, gather
-from skinlib.runner import is_done, plan, run_all
+from skinlib.runner import in_progress, is_done, plan, run_all
 from test_runner import write_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +164,7 @@ def test_one_process_per_run(tmp_path, workspace):
         assert run_all(runs, out, tmp_path / "notebooks", progress=False, log=log) == 1
         assert f"01_a: NOT RUN, run 01_a is in progress (pid {other.pid} on" in log.getvalue()
         assert "started at 20" in log.getvalue() and not (tmp_path / "notebooks" / "ran.txt").exists()
+        assert in_progress(runs[0]).startswith(f"in progress (pid {other.pid}, started at 20")
     finally:
         other.kill()                                                # dies holding the lock: a stale lock
         other.wait()
