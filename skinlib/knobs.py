@@ -7,6 +7,11 @@ notebook parameter name; a new notebook adds its own with one line in :data:`KNO
 
     KNOBS["temperature"] = number(low=0, low_open=True)
 
+A notebook whose parameter of the same name means something else (e.g. a CLIP model as ``backbone``) gives its
+own rule in :data:`NOTEBOOK_KNOBS` under its number, which replaces the shared one for that notebook only::
+
+    NOTEBOOK_KNOBS["06"] = {"backbone": one_of("ViT-B-32", "ViT-B-16")}
+
 Only names listed here are checked; other parameters keep the runner's type check only. This module
 imports nothing heavy (the backbone rule loads timm only when a backbone name is not a study name).
 """
@@ -159,14 +164,31 @@ KNOBS: dict[str, Rule] = {
 }
 
 
-def problem(name: str, value: Any) -> str | None:
+#: notebook number (e.g. ``"06"``) -> rules that replace or add to :data:`KNOBS` for that notebook only.
+NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {}
+
+
+def rules(notebook: str | None = None) -> dict[str, Rule]:
+    """The rules that apply to `notebook` (its file name, stem or number; None: the shared ones).
+
+    Args:
+        notebook: e.g. ``06_vision_language.ipynb``, ``06_vision_language`` or ``06``.
+    """
+    merged = dict(KNOBS)
+    if notebook:
+        merged.update(NOTEBOOK_KNOBS.get(Path(notebook).name[:2], {}))
+    return merged
+
+
+def problem(name: str, value: Any, notebook: str | None = None) -> str | None:
     """What is wrong with ``name = value`` in words, or None when it is allowed (or `name` is not a knob).
 
     Args:
         name: a knob (notebook parameter) name.
         value: its value.
+        notebook: the notebook it is given to, for its own rules (:data:`NOTEBOOK_KNOBS`); None: shared rules.
     """
-    rule = KNOBS.get(name)
+    rule = rules(notebook).get(name)
     if rule is None or rule.accepts(value):
         return None
     close = difflib.get_close_matches(value, rule.options, n=1, cutoff=0.6) if isinstance(value, str) else []

@@ -110,13 +110,14 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str) -> None:
+def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str, notebook: str | None = None) -> None:
     """Every key must be a parameter of the notebook, with a value of the default's type that its knob allows.
 
     Args:
         values: parameter name -> value, as given (a parameter file, a run of it, the command line).
         params: the notebook's parameters (:func:`notebook_parameters`).
         where: how to name the origin of `values` in messages (file and run, or the option).
+        notebook: the notebook's name, for its own rules (:data:`skinlib.knobs.NOTEBOOK_KNOBS`).
 
     Raises:
         ParameterError: listing every unknown name, wrongly typed value and value outside its knob's range.
@@ -134,7 +135,7 @@ def check_values(values: dict[str, Any], params: dict[str, Parameter], where: st
             errors.append(f"{where}: parameter {key!r} should be like its default {p.source} "
                           f"({type(p.default).__name__}), got {value!r} ({type(value).__name__}){hint}")
         else:
-            problem = knobs.problem(key, value)
+            problem = knobs.problem(key, value, notebook)
             if problem:
                 errors.append(f"{where}: parameter {problem}")
     if errors:
@@ -210,7 +211,7 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             errors.append(f"{where}: 'runs' must be a list of mappings")
             continue
         try:
-            check_values(shared, params, where)
+            check_values(shared, params, where, nb_path.name)
         except ParameterError as exc:
             errors.append(str(exc))
         for i, variant in enumerate(variants):
@@ -219,7 +220,8 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                 continue
             own = {k: v for k, v in variant.items() if k != "name"}
             try:
-                check_values(own, params, f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else ""))
+                check_values(own, params, f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else ""),
+                             nb_path.name)
             except ParameterError as exc:
                 errors.append(str(exc))
             resolved = {**shared, **own}
@@ -227,7 +229,7 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                 resolved["run_name"] = variant["name"]          # a run's results are filed under its name
             given = {key: value for key, value in (overrides or {}).items() if key in params}
             try:
-                check_values(given, params, f"{nb_path.name}, from the command line")
+                check_values(given, params, f"{nb_path.name}, from the command line", nb_path.name)
             except ParameterError as exc:
                 if str(exc) not in errors:
                     errors.append(str(exc))

@@ -72,6 +72,11 @@ def test_rules_are_easy_to_extend(monkeypatch):
     assert knobs.problem("temperature", 0) == "temperature = 0 is not allowed: use a number > 0"
     assert knobs.problem("not_a_knob", object()) is None
     assert knobs.problem("lr", True) and knobs.problem("lr", float("nan")) and knobs.problem("seed", 1.5)
+    monkeypatch.setitem(knobs.NOTEBOOK_KNOBS, "06", {"backbone": knobs.one_of("ViT-B-32")})
+    assert knobs.problem("backbone", "ViT-B-32", "06_vision_language.ipynb") is None
+    assert knobs.problem("backbone", "resnet50", "06_vision_language") == \
+        "backbone = 'resnet50' is not allowed: use one of ViT-B-32"
+    assert knobs.problem("backbone", "resnet50", "05_transfer_learning.ipynb") is None
 
 
 def test_library_functions_check_their_own_arguments(ham_dir):
