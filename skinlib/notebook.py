@@ -13,8 +13,6 @@ import pandas as pd
 
 from . import __version__, paths
 
-NOTICES_ENV = "SKINLIB_NOTICES"
-
 BANNER = ("SYNTHETIC DATA: every number and figure below comes from skinlib's generated images, not from "
           "HAM10000 or ISIC. Set data_dir (or SKINLIB_DATA, or run_all.py --data) to use real data.")
 
@@ -28,7 +26,7 @@ def notice(message: str, file=None) -> None:
         file: where to print it (default: stdout, i.e. the notebook's output).
     """
     print(message, file=file or sys.stdout, flush=True)
-    channel = os.environ.get(NOTICES_ENV)               # set by run_all.py for the notebook it executes
+    channel = os.environ.get(paths.NOTICES_ENV)               # set by run_all.py for the notebook it executes
     if channel:
         with open(channel, "a") as fh:
             fh.write(message.replace("\n", " ") + "\n")

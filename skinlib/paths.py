@@ -17,6 +17,7 @@ from pathlib import Path
 
 DATA_ENV = "SKINLIB_DATA"
 WORKSPACE_ENV = "SKINLIB_WORKSPACE"
+NOTICES_ENV = "SKINLIB_NOTICES"          # set by run_all.py: a file the notebook's notice() lines are added to
 
 
 def repo_root(start: Path | None = None) -> Path | None:

@@ -1,5 +1,9 @@
 """The engine of ``run_all.py``: find notebooks, resolve and validate parameters, execute, skip, report.
 
+Validation checks names, types, and values against :mod:`skinlib.knobs` before anything runs. Execution
+first clears what killed runs left behind (:mod:`skinlib.stale`), holds a lock per run, and echoes the
+lines a notebook prints with :func:`skinlib.notebook.notice` to the terminal.
+
 Parameter files live in ``params/<profile>/<notebook stem>.yaml``. A file is a mapping of parameter
 names to values; it may add ``runs:``, a list of mappings each with a ``name`` and its own overrides,
 to execute the notebook several times (e.g. once per backbone); a run's ``name`` also becomes the
@@ -33,8 +37,7 @@ import nbformat
 import yaml
 
 from . import knobs, stale
-from .notebook import NOTICES_ENV
-from .paths import owner, write_atomic
+from .paths import NOTICES_ENV, owner, write_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 RESERVED = {"runs", "name"}
