@@ -222,9 +222,9 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                 errors.append(f"{where}: runs[{i}] must be a mapping with a 'name'")
                 continue
             own = {k: v for k, v in variant.items() if k != "name"}
+            label = f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else "")
             try:
-                check_values(own, params, f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else ""),
-                             nb_path.name)
+                check_values(own, params, label, nb_path.name)
             except ParameterError as exc:
                 errors.append(str(exc))
             resolved = {**shared, **own}
