@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,11 +57,11 @@ class Rule:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)       # numpy integers too
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def integer(low: int | None = None, high: int | None = None) -> Rule:

@@ -73,6 +73,9 @@ def test_rules_are_easy_to_extend(monkeypatch):
     assert knobs.problem("temperature", 0.5) is None
     assert knobs.problem("temperature", 0) == "temperature = 0 is not allowed: use a number > 0"
     assert knobs.problem("not_a_knob", object()) is None
+    import numpy as np
+
+    assert knobs.problem("batch_size", np.int64(8)) is None and knobs.problem("lr", np.float32(0.1)) is None
     assert knobs.problem("lr", True) and knobs.problem("lr", float("nan")) and knobs.problem("seed", 1.5)
     monkeypatch.setitem(knobs.NOTEBOOK_KNOBS, "06", {"backbone": knobs.one_of("ViT-B-32")})
     assert knobs.problem("backbone", "ViT-B-32", "06_vision_language.ipynb") is None
