@@ -6,8 +6,9 @@ temporary file ``.<name>.tmp-<owner>.<random>``. :func:`sweep` removes those who
 finishes a registry move that was cut between its two renames); ``run_all.py`` sweeps before it runs.
 
 :class:`RunLock` lets one process at a time execute a run (notebook and run name) in a workspace; a second
-one stops with "run X is in progress (pid N, started at T)" or waits. The lock is an ``flock`` on a file,
-released by the system when its holder dies, so a stale lock is simply taken over.
+one stops with "run X is in progress (pid N, started at T)" or waits. The lock is an ``flock`` on a file
+(a byte-range lock on Windows), released by the system when its holder dies, so a stale lock is simply
+taken over.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def _host() -> str:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":                                 # os.kill would end the process there
+        try:
+            import psutil
+        except ImportError:
+            return True                                 # cannot tell: keep it
+        return psutil.pid_exists(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -109,6 +116,38 @@ def sweep(root: Path | None = None) -> list[str]:
     return done
 
 
+def _try_lock(fh) -> bool:
+    """Lock an open file without waiting (flock; byte-range lock on Windows); False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:                                 # Windows
+        import msvcrt
+
+        try:
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:                             # held by another process (other errors: raised)
+        return False
+    return True
+
+
+def _unlock(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 class RunInProgress(RuntimeError):
     """Another live process holds the lock of this run."""
 
@@ -140,22 +179,16 @@ class RunLock:
             wait: wait until the other process is done instead of raising.
             poll: seconds between attempts while waiting.
         """
-        import fcntl
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+")
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if not wait:
-                    info = self.holder()
-                    fh.close()
-                    raise RunInProgress(
-                        f"run {self.name} is in progress (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
-                        f"started at {info.get('started', '?')}); wait for it to finish (or stop it), or pass --wait")
-                time.sleep(poll)
+        while not _try_lock(fh):
+            if not wait:
+                info = self.holder()
+                fh.close()
+                raise RunInProgress(
+                    f"run {self.name} is in progress (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+                    f"started at {info.get('started', '?')}); wait for it to finish (or stop it), or pass --wait")
+            time.sleep(poll)
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps({"run": self.name, "pid": os.getpid(), "host": socket.gethostname(),
@@ -167,9 +200,7 @@ class RunLock:
     def release(self) -> None:
         """Give the lock back (the file stays, for the next holder)."""
         if self._fh is not None:
-            import fcntl
-
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            _unlock(self._fh)
             self._fh.close()
             self._fh = None
 
