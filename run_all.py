@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
 from skinlib.experiment import SMOKE_ENV  # noqa: E402
-from skinlib.runner import SMOKE_LIMITS, ParameterError, is_done, parse_sets, plan, run_all, select, smoke  # noqa: E402
+from skinlib.runner import (SMOKE_LIMITS, ParameterError, in_progress, is_done, parse_sets, plan, run_all,  # noqa: E402
+                            select, smoke)
 
 SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
 REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"check that every run gets through: {SMOKE_PER_CLASS} images per class and split, "
                              f"{', '.join(f'{k} <= {v}' for k, v in SMOKE_LIMITS.items())}, the profile's settings "
                              "otherwise, in a workspace of its own (<workspace>/smoke)")
+    parser.add_argument("--wait", action="store_true",
+                        help="when another process is executing a run, wait for it (default: that run fails)")
     args = parser.parse_args(argv)
 
     overrides = {}
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = paths.outputs_dir() / args.profile
     if args.list:
         for run in runs:
-            status = "done" if is_done(out_dir, run) else "pending"
+            status = in_progress(run) or ("done" if is_done(out_dir, run) else "pending")
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     kind = "SMOKE run of profile" if args.smoke else "profile"
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, wait=args.wait)
     report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
     if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
         from skinlib.report import export_html

@@ -8,6 +8,25 @@ import pandas as pd
 from .data.labels import CLASSES, LONG_NAMES
 
 AGE_BINS = (0, 20, 30, 40, 50, 60, 70, 80, 120)
+NOT_AVAILABLE = "not available in this dataset"
+
+
+def available(catalog: pd.DataFrame, column: str) -> bool:
+    """True when `column` holds at least one known value (one-folder-per-class data has no age, sex or site).
+
+    Args:
+        catalog: the catalog table.
+        column: e.g. ``age``, ``sex``, ``localization``.
+    """
+    if column not in catalog:
+        return False
+    values = catalog[column]
+    return bool((values.notna() & ~values.astype(str).str.strip().str.lower().isin(["", "unknown", "nan"])).any())
+
+
+def as_text(table: pd.DataFrame | pd.Series) -> str:
+    """A table as text, or "not available in this dataset" when it is empty."""
+    return NOT_AVAILABLE if table.empty else table.to_string()
 
 
 def class_table(catalog: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +56,10 @@ def age_groups(catalog: pd.DataFrame) -> pd.Series:
 
 
 def melanoma_rate(catalog: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Share of melanoma (and count of images) per value of `by` (``age`` is binned by decade)."""
+    """Share of melanoma (and count of images) per value of `by` (``age`` is binned by decade); empty when the
+    dataset has no `by` (see :func:`as_text`)."""
+    if not available(catalog, by):
+        return pd.DataFrame(columns=["images", "melanoma", "melanoma rate"]).rename_axis(by)
     key = age_groups(catalog) if by == "age" else catalog[by]
     frame = pd.DataFrame({by: key, "mel": catalog["dx"] == "mel"})
     table = frame.groupby(by, observed=True)["mel"].agg(images="size", melanoma="sum")

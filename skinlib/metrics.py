@@ -156,14 +156,15 @@ def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold
 
 def to_isic_csv(image_ids: Sequence[str], proba: np.ndarray, path: str | Path,
                 classes: Sequence[str] = CLASSES) -> Path:
-    """Write predictions in the ISIC 2018 Task 3 scoring format: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``."""
+    """Write predictions in the ISIC 2018 Task 3 scoring format: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, unrounded
+    (every probability reads back as the value the run's metrics were computed from)."""
     proba = np.asarray(proba, dtype=float)
     order = [list(classes).index(c.lower()) for c in ISIC2018_COLUMNS]
     table = pd.DataFrame(proba[:, order], columns=list(ISIC2018_COLUMNS))
     table.insert(0, "image", list(image_ids))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(path, index=False, float_format="%.6f")
+    table.to_csv(path, index=False)                 # full precision: the file gives back the metrics exactly
     return path
 
 

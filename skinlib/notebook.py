@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import sys
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,21 @@ from . import __version__, paths
 
 BANNER = ("SYNTHETIC DATA: every number and figure below comes from skinlib's generated images, not from "
           "HAM10000 or ISIC. Set data_dir (or SKINLIB_DATA, or run_all.py --data) to use real data.")
+
+
+def notice(message: str, file=None) -> None:
+    """Print a line that matters beyond the notebook (e.g. "resumed from the checkpoint after epoch 14"):
+    ``run_all.py`` also shows it in its terminal output.
+
+    Args:
+        message: one line of text.
+        file: where to print it (default: stdout, i.e. the notebook's output).
+    """
+    print(message, file=file or sys.stdout, flush=True)
+    channel = os.environ.get(paths.NOTICES_ENV)               # set by run_all.py for the notebook it executes
+    if channel:
+        with open(channel, "a") as fh:
+            fh.write(message.replace("\n", " ") + "\n")
 
 
 def seed_everything(seed: int) -> None:

@@ -11,10 +11,13 @@ Every path a notebook or script uses is resolved here, so a kernel started by nb
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 
 DATA_ENV = "SKINLIB_DATA"
 WORKSPACE_ENV = "SKINLIB_WORKSPACE"
+NOTICES_ENV = "SKINLIB_NOTICES"          # set by run_all.py: a file the notebook's notice() lines are added to
 
 
 def repo_root(start: Path | None = None) -> Path | None:
@@ -87,15 +90,38 @@ def display_path(path: str | os.PathLike) -> str:
     return path.as_posix()
 
 
+def owner() -> str:
+    """``<pid>@<host>``: tags temporary files and folders (``x.partial-<owner>``), so that a later run can tell
+    those left by a process that died (:mod:`skinlib.stale`) from those of a process still writing them."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
+    return f"{os.getpid()}@{host}"
+
+
+def umask() -> int:
+    """The process's file-creation mask (e.g. 0o022), read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)                      # elsewhere: set and restore (not thread-safe, but brief)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` through a temporary file in the same folder and a rename, so that readers see
-    the old file or the new one, never a half-written one (an interrupted run loses nothing it had saved)."""
+    the old file or the new one, never a half-written one (an interrupted run loses nothing it had saved).
+    The file gets the mode any new file gets (0666 less the umask: 0644 usually), so colleagues can read it."""
     import tempfile
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{owner()}.")
     try:
+        os.chmod(tmp, 0o666 & ~umask())          # mkstemp creates 0600
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)

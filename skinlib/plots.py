@@ -59,25 +59,51 @@ def heatmap(table: pd.DataFrame, title: str = "", fmt: str = "d", ax=None, cmap:
     return fig
 
 
+def not_available(ax, title: str = ""):
+    """An empty panel saying "not available in this dataset" (a column the dataset does not have)."""
+    from .eda import NOT_AVAILABLE
+
+    ax.text(0.5, 0.5, NOT_AVAILABLE, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return ax.figure
+
+
 def metadata_overview(catalog: pd.DataFrame, order: list[str]):
-    """Age per class (box plot), sex per class (shares) and localisation counts, side by side."""
+    """Age per class (box plot), sex per class (shares) and localisation counts, side by side; a panel says
+    "not available in this dataset" when the catalog has no such values (e.g. one folder per class)."""
+    from .eda import available
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), gridspec_kw={"width_ratios": [1.1, 1, 1.2]})
     known = catalog[catalog["dx"] != ""]
-    sns.boxplot(data=known, x="dx", y="age", order=order, ax=axes[0], color="#9ecae1")
-    axes[0].set_title("age by class")
-    sex = pd.crosstab(known["dx"], known["sex"], normalize="index").reindex(order)
-    sex.plot.bar(stacked=True, ax=axes[1], width=0.8, color=sns.color_palette("Set2"))
-    axes[1].set_title("sex by class (share)")
-    axes[1].legend(loc="lower right", fontsize=8)
-    axes[1].tick_params(axis="x", rotation=0)
-    bar_counts(catalog["localization"].value_counts(), "images by localisation", ax=axes[2], horizontal=True)
+    if available(known, "age"):
+        sns.boxplot(data=known, x="dx", y="age", order=order, ax=axes[0], color="#9ecae1")
+        axes[0].set_title("age by class")
+    else:
+        not_available(axes[0], "age by class")
+    if available(known, "sex"):
+        sex = pd.crosstab(known["dx"], known["sex"], normalize="index").reindex(order)
+        sex.plot.bar(stacked=True, ax=axes[1], width=0.8, color=sns.color_palette("Set2"))
+        axes[1].set_title("sex by class (share)")
+        axes[1].legend(loc="lower right", fontsize=8)
+        axes[1].tick_params(axis="x", rotation=0)
+    else:
+        not_available(axes[1], "sex by class (share)")
+    if available(catalog, "localization"):
+        bar_counts(catalog["localization"].value_counts(), "images by localisation", ax=axes[2], horizontal=True)
+    else:
+        not_available(axes[2], "images by localisation")
     fig.tight_layout()
     return fig
 
 
 def rate_bars(table: pd.DataFrame, column: str, title: str, ax=None):
-    """Bars of a rate column, each labelled with its rate and the number of images behind it."""
+    """Bars of a rate column, each labelled with its rate and the number of images behind it ("not available in
+    this dataset" for an empty table)."""
     fig, ax = _axes(ax, (8, 3.5))
+    if table.empty:
+        return not_available(ax, title)
     labels = [str(i) for i in table.index]
     bars = ax.bar(labels, table[column].to_numpy(), color=sns.color_palette("deep")[3])
     ax.bar_label(bars, labels=[f"{r:.2f}\nn={n}" for r, n in zip(table[column], table["images"])], fontsize=8)

@@ -4,7 +4,8 @@
 (per split), ``predictions.csv`` (per image: split, label, one probability column per class),
 ``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv`` and ``run.json`` (status, timing,
 versions). A run is staged in a hidden folder and renamed into place when finished, so a folder under
-``results/`` is always complete; re-running replaces it whole.
+``results/`` is always complete; re-running replaces it whole. Hidden folders left by a process that
+died are cleared by :func:`skinlib.stale.sweep` (``run_all.py`` runs it first); readers never list them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class RunRecorder:
         self.root = Path(root) if root else paths.results_dir()
         self.experiment, self.run, self.params = experiment, run, dict(params)
         self.folder = self.root / experiment / run
-        self.staging = self.root / experiment / f".{run}.partial-{os.getpid()}"
+        self.staging = self.root / experiment / f".{run}.partial-{paths.owner()}"
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.started = time.time()
@@ -52,7 +53,8 @@ class RunRecorder:
         missing = {"image_id", "split"} - set(table.columns)
         if missing:
             raise ValueError(f"predictions need columns {sorted(missing)}")
-        paths.write_atomic(self.staging / "predictions.csv", table.to_csv(index=False, float_format="%.6g"))
+        exact = table.astype({c: float for c in table.columns if table[c].dtype.kind == "f"})   # float32 -> 64: exact
+        paths.write_atomic(self.staging / "predictions.csv", exact.to_csv(index=False))   # unrounded, as evaluated
 
     def history(self, table: pd.DataFrame) -> None:
         paths.write_atomic(self.staging / "history.csv", table.to_csv(index=False, float_format="%.6g"))
@@ -77,7 +79,7 @@ class RunRecorder:
         paths.write_atomic(self.staging / "run.json", _json(info))
         old = None
         if self.folder.exists():
-            old = self.folder.with_name(f".{self.run}.old-{os.getpid()}")
+            old = self.folder.with_name(f".{self.run}.old-{paths.owner()}")
             os.replace(self.folder, old)
         os.replace(self.staging, self.folder)
         if old is not None:
@@ -119,7 +121,8 @@ def gather(experiment: str | None = None, root: Path | None = None, split: str =
     """One row per finished run: experiment, run, the chosen `params`, and the metrics of `split`."""
     base = Path(root) if root else paths.results_dir()
     rows = []
-    experiments = [base / experiment] if experiment else sorted(p for p in base.iterdir() if p.is_dir())
+    experiments = [base / experiment] if experiment else sorted(
+        p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     for exp in experiments:
         if not exp.is_dir():
             continue

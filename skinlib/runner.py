@@ -1,5 +1,9 @@
 """The engine of ``run_all.py``: find notebooks, resolve and validate parameters, execute, skip, report.
 
+Validation checks names, types, and values against :mod:`skinlib.knobs` before anything runs. Execution
+first clears what killed runs left behind (:mod:`skinlib.stale`), holds a lock per run, and echoes the
+lines a notebook prints with :func:`skinlib.notebook.notice` to the terminal.
+
 Parameter files live in ``params/<profile>/<notebook stem>.yaml``. A file is a mapping of parameter
 names to values; it may add ``runs:``, a list of mappings each with a ``name`` and its own overrides,
 to execute the notebook several times (e.g. once per backbone); a run's ``name`` also becomes the
@@ -23,6 +27,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,24 +36,11 @@ from typing import Any
 import nbformat
 import yaml
 
-from .paths import write_atomic
+from . import knobs, stale
+from .paths import NOTICES_ENV, owner, write_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 RESERVED = {"runs", "name"}
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string; parameter files mean the float."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
-
-
-def yaml_load(text: str) -> Any:
-    """YAML as parameter files and ``--set`` read it (``1e-4`` is a float)."""
-    return yaml.load(text, Loader=_Loader)
 
 
 class ParameterError(ValueError):
@@ -121,8 +113,18 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str) -> None:
-    """Every key must be a parameter of the notebook, with a value of the default's type."""
+def check_values(values: dict[str, Any], params: dict[str, Parameter], where: str, notebook: str | None = None) -> None:
+    """Every key must be a parameter of the notebook, with a value of the default's type that its knob allows.
+
+    Args:
+        values: parameter name -> value, as given (a parameter file, a run of it, the command line).
+        params: the notebook's parameters (:func:`notebook_parameters`).
+        where: how to name the origin of `values` in messages (file and run, or the option).
+        notebook: the notebook's name, for its own rules (:data:`skinlib.knobs.NOTEBOOK_KNOBS`).
+
+    Raises:
+        ParameterError: listing every unknown name, wrongly typed value and value outside its knob's range.
+    """
     errors = []
     for key, value in values.items():
         if key not in params:
@@ -131,16 +133,49 @@ def check_values(values: dict[str, Any], params: dict[str, Parameter], where: st
             errors.append(f"{where}: unknown parameter {key!r}; {hint}")
         elif not _type_ok(params[key].default, value):
             p = params[key]
+            hint = (" (a number in quotes is text: write it without quotes)"
+                    if isinstance(value, str) and isinstance(p.default, (int, float)) and _looks_numeric(value) else "")
             errors.append(f"{where}: parameter {key!r} should be like its default {p.source} "
-                          f"({type(p.default).__name__}), got {value!r} ({type(value).__name__})")
+                          f"({type(p.default).__name__}), got {value!r} ({type(value).__name__}){hint}")
+        else:
+            problem = knobs.problem(key, value, notebook)
+            if problem:
+                errors.append(f"{where}: parameter {problem}")
     if errors:
         raise ParameterError("\n".join(errors))
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-4`` and ``5e3`` as the floats they mean (YAML 1.1 wants ``1.0e-4``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_value(text: str) -> Any:
+    """A value written as in a parameter file (``0.001``, ``1e-4``, ``[0.7, 0.15, 0.15]``, ``true``, ``null``)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def load_params_file(path: Path) -> dict[str, Any]:
     """A parameter file as a mapping (empty file: no overrides)."""
     try:
-        data = yaml_load(path.read_text()) or {}
+        data = parse_value(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParameterError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -156,7 +191,7 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ParameterError(f"--set {item!r}: expected key=value, e.g. --set max_epochs=2")
         try:
-            sets[key.strip()] = yaml_load(text) if text.strip() else None
+            sets[key.strip()] = parse_value(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ParameterError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
     return sets
@@ -176,7 +211,7 @@ def check_sets(sets: dict[str, Any], notebooks: list[Path]) -> None:
             continue
         for nb in owners:
             try:
-                check_values({key: value}, every[nb], f"--set (notebook {nb.name})")
+                check_values({key: value}, every[nb], f"--set (notebook {nb.name})", nb.name)
             except ParameterError as exc:
                 errors.append(str(exc))
     if errors:
@@ -205,9 +240,9 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
     """Every run of every notebook for a profile, with parameters validated; nothing is executed.
 
     Args:
-        overrides: values applied to every notebook that has the parameter (``--data``), unchecked.
-        sets: ``--set`` values: applied like `overrides`, after checking each key exists in some notebook and has
-            the right type there.
+        overrides: values applied to every notebook that has the parameter (``--data``), checked like the files.
+        sets: ``--set`` values: applied like `overrides`, after checking that each key is a parameter of some
+            notebook (an unknown key gets the closest name).
 
     Raises:
         ParameterError: listing every unknown key or wrongly typed value, by file.
@@ -239,7 +274,7 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             errors.append(f"{where}: 'runs' must be a list of mappings")
             continue
         try:
-            check_values(shared, params, where)
+            check_values(shared, params, where, nb_path.name)
         except ParameterError as exc:
             errors.append(str(exc))
         for i, variant in enumerate(variants):
@@ -247,16 +282,21 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                 errors.append(f"{where}: runs[{i}] must be a mapping with a 'name'")
                 continue
             own = {k: v for k, v in variant.items() if k != "name"}
+            label = f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else "")
             try:
-                check_values(own, params, f"{where} runs[{i}]")
+                check_values(own, params, label, nb_path.name)
             except ParameterError as exc:
                 errors.append(str(exc))
             resolved = {**shared, **own}
             if variant.get("name") and "run_name" in params and "run_name" not in resolved:
                 resolved["run_name"] = variant["name"]          # a run's results are filed under its name
-            for key, value in (overrides or {}).items():
-                if key in params:
-                    resolved[key] = value
+            given = {key: value for key, value in (overrides or {}).items() if key in params}
+            try:
+                check_values(given, params, f"{nb_path.name}, from the command line", nb_path.name)
+            except ParameterError as exc:
+                if str(exc) not in errors:
+                    errors.append(str(exc))
+            resolved.update(given)
             name = nb_path.stem + (f"--{variant['name']}" if variant.get("name") else "")
             runs.append(Run(nb_path, name, resolved, gpu))
     if errors:
@@ -284,20 +324,61 @@ def record_path(out_dir: Path, run: Run) -> Path:
     return out_dir / f"{run.name}.run.json"
 
 
+def _read_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def is_done(out_dir: Path, run: Run) -> bool:
     """True when this exact run (same notebook source, same parameters) already succeeded."""
     record = record_path(out_dir, run)
     if not record.is_file() or not (out_dir / f"{run.name}.ipynb").is_file():
         return False
-    info = json.loads(record.read_text())
+    info = _read_record(record)
     return info.get("status") == "ok" and info.get("digest") == run.digest()
 
 
-def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: str = "") -> None:
+def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: str = "", started: float = 0.0) -> None:
     info = {"notebook": run.notebook.name, "run": run.name, "params": run.params, "digest": run.digest(),
-            "status": status, "seconds": round(seconds, 1), "error": error,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "status": status, "seconds": round(seconds, 1), "error": error, "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started or time.time())),
+            "finished": "" if status == "running" else time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_atomic(record_path(out_dir, run), json.dumps(info, indent=2, default=str))
+
+
+def interrupted_outputs(out_dir: Path, locks: Path | None = None) -> list[str]:
+    """Remove executed notebooks of runs that were killed (record still ``running``, or no record) and whose
+    run is not locked by a live process; returns what was removed.
+
+    Args:
+        out_dir: the folder of executed notebooks and run records (``outputs/<profile>``).
+        locks: the folder of run locks (default: ``<workspace>/locks``).
+    """
+    done = []
+    if not out_dir.is_dir():
+        return done
+    for notebook in sorted(out_dir.glob("*.ipynb")):
+        name = notebook.stem
+        record = out_dir / f"{name}.run.json"
+        info = _read_record(record) if record.is_file() else {}
+        if record.is_file() and info.get("status") != "running":
+            continue
+        lock = stale.RunLock(name, locks)
+        try:
+            lock.acquire()
+        except stale.RunInProgress:
+            continue                                            # being executed right now
+        try:
+            notebook.unlink(missing_ok=True)
+            record.unlink(missing_ok=True)
+        finally:
+            lock.release()
+        why = (f"its run (pid {info.get('pid', '?')}, started at {info.get('started', '?')}) was interrupted"
+               if info else "it has no run record (its run was interrupted)")
+        done.append(f"removed the executed notebook {notebook}: {why}")
+    return done
 
 
 def gpu_available() -> bool:
@@ -308,27 +389,88 @@ def gpu_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True) -> str | None:
-    """Run one notebook with papermill; None on success, else a message naming the failing cell."""
+class _Notices:
+    """Echoes the lines a notebook prints with :func:`skinlib.notebook.notice` to the runner's log, as they come."""
+
+    def __init__(self, path: Path, prefix: str, log):
+        self.path, self.prefix, self.log = path, prefix, log
+        self.path.unlink(missing_ok=True)
+        self.offset, self.stop = 0, threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def _drain(self) -> None:
+        try:
+            with open(self.path) as fh:
+                fh.seek(self.offset)
+                text = fh.read()
+        except FileNotFoundError:
+            return
+        complete = text[: text.rfind("\n") + 1]
+        self.offset += len(complete.encode())
+        for line in complete.splitlines():
+            print(f"{self.prefix}: {line}", file=self.log, flush=True)
+
+    def _follow(self) -> None:
+        while not self.stop.wait(0.3):
+            self._drain()
+
+    def __enter__(self) -> "_Notices":
+        self.previous = os.environ.get(NOTICES_ENV)
+        os.environ[NOTICES_ENV] = str(self.path)                 # inherited by the kernel papermill starts
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._drain()
+        self.path.unlink(missing_ok=True)
+        if self.previous is None:
+            os.environ.pop(NOTICES_ENV, None)
+        else:
+            os.environ[NOTICES_ENV] = self.previous
+
+
+#: passed to the kernel: no "Kernel is running over TCP without encryption" warning for every notebook
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
+
+
+def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True, log=sys.stdout, prefix: str = "") -> str | None:
+    """Run one notebook with papermill; None on success, else a message naming the failing cell.
+
+    Args:
+        run: the run.
+        out_dir: where the executed notebook and the run record go.
+        cwd: the kernel's working folder.
+        progress: show papermill's per-cell progress bar.
+        log: where lines printed by :func:`skinlib.notebook.notice` in the notebook are echoed.
+        prefix: put before each echoed line (e.g. ``[2/5] 05_transfer_learning``).
+    """
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{run.name}.ipynb"
     started = time.time()
+    _write_record(out_dir, run, "running", 0.0, started=started)
+    notices = out_dir / f".{run.name}.notices.tmp-{owner()}"
     try:
-        pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
-                            progress_bar=progress, kernel_name="python3")
+        with _Notices(notices, prefix or run.name, log):
+            pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
+                                progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
     except pm.PapermillExecutionError as exc:
         cell = _failing_cell(output, exc.exec_count)
         message = (f"{run.notebook.name} failed in cell {cell} (execution count {exc.exec_count}): "
                    f"{exc.ename}: {exc.evalue}\n    executed notebook with the traceback: {output}")
-        _write_record(out_dir, run, "failed", time.time() - started, message)
+        _write_record(out_dir, run, "failed", time.time() - started, message, started)
         return message
     except Exception as exc:  # kernel died, notebook unreadable, ...
         message = f"{run.notebook.name} could not be executed: {type(exc).__name__}: {exc}"
-        _write_record(out_dir, run, "failed", time.time() - started, message)
+        _write_record(out_dir, run, "failed", time.time() - started, message, started)
         return message
-    _write_record(out_dir, run, "ok", time.time() - started)
+    except BaseException:                                       # Ctrl-C, SIGTERM: say so, then stop
+        _write_record(out_dir, run, "failed", time.time() - started, "interrupted", started)
+        raise
+    _write_record(out_dir, run, "ok", time.time() - started, started=started)
     return None
 
 
@@ -351,8 +493,15 @@ def _failing_cell(output: Path, exec_count: int | None) -> str:
 
 
 def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
-            progress: bool = True, log=sys.stdout) -> int:
-    """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed)."""
+            progress: bool = True, wait: bool = False, log=sys.stdout) -> int:
+    """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed).
+
+    First removes what killed runs left behind (:func:`skinlib.stale.sweep`, :func:`interrupted_outputs`),
+    saying so. Each run holds its lock (:class:`skinlib.stale.RunLock`) while it executes: a run another
+    process is executing fails with a message naming that process, or is waited for (`wait`).
+    """
+    for line in stale.sweep() + interrupted_outputs(out_dir):
+        print(f"cleanup: {line}", file=log, flush=True)
     failures = []
     has_gpu = None
     for i, run in enumerate(runs, 1):
@@ -365,9 +514,28 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
             if not has_gpu:
                 print(f"{prefix}: SKIPPED, this notebook needs a GPU and none is available", file=log, flush=True)
                 continue
-        print(f"{prefix}: running ...", file=log, flush=True)
-        started = time.time()
-        error = execute(run, out_dir, cwd, progress)
+        lock = stale.RunLock(run.name)
+        try:
+            if wait and not _try(lock):
+                print(f"{prefix}: waiting, {_holder(lock)}", file=log, flush=True)
+                lock.acquire(wait=True)
+            elif not wait:
+                lock.acquire()
+        except stale.RunInProgress as exc:
+            print(f"{prefix}: NOT RUN, {exc}", file=log, flush=True)
+            failures.append(str(exc))
+            if not keep_going:
+                break
+            continue
+        try:
+            if not force and is_done(out_dir, run):                # finished by the process we waited for
+                print(f"{prefix}: done by another process meanwhile, skipped", file=log, flush=True)
+                continue
+            print(f"{prefix}: running ...", file=log, flush=True)
+            started = time.time()
+            error = execute(run, out_dir, cwd, progress, log=log, prefix=prefix)
+        finally:
+            lock.release()
         if error:
             print(f"{prefix}: FAILED after {time.time() - started:.0f}s\n  {error}", file=log, flush=True)
             failures.append(error)
@@ -381,3 +549,26 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
               file=log, flush=True)
         return 1
     return 0
+
+
+def in_progress(run: Run) -> str | None:
+    """"in progress (pid N, started at T)" when another process is executing `run` now, else None."""
+    lock = stale.RunLock(run.name)
+    if _try(lock):
+        lock.release()
+        return None
+    info = lock.holder()
+    return f"in progress (pid {info.get('pid', '?')}, started at {info.get('started', '?')})"
+
+
+def _try(lock: stale.RunLock) -> bool:
+    try:
+        lock.acquire()
+    except stale.RunInProgress:
+        return False
+    return True
+
+
+def _holder(lock: stale.RunLock) -> str:
+    info = lock.holder()
+    return f"run {lock.name} is in progress (pid {info.get('pid', '?')}, started at {info.get('started', '?')})"

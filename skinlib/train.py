@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import knobs
 from .data.batches import Batches
+from .knobs import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
 from .metrics import binary_metrics, classification_metrics
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = ("none", "step", "cosine", "plateau")
+from .notebook import notice
 
 
 @dataclass
@@ -68,6 +68,10 @@ class FitConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        knobs.check_all({k: getattr(self, k) for k in ("max_epochs", "lr", "optimizer", "weight_decay", "scheduler",
+                                                       "step_size", "gamma", "patience", "device", "seed")})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -256,7 +260,7 @@ def fit(
             best_score, best_epoch, best_state = state["best_score"], state["best_epoch"], state["best_state"]
             bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
             resumed = state["epoch"]
-            print(f"resumed from the checkpoint after epoch {resumed + 1}", file=log, flush=True)
+            notice(f"resumed from the checkpoint after epoch {resumed + 1}", file=log)
             if state.get("stopped"):
                 start = config.max_epochs
 

@@ -65,7 +65,7 @@ def test_wrong_type_and_all_errors_together(project):
     assert "parameter 'flag' should be like its default False (bool), got 1" in message
     for fine in ("'rate'", "'sizes'", "'root'"):              # int for float, lists, anything for None
         assert f"parameter {fine}" not in message
-    assert "02_second.yaml runs[0]: unknown parameter 'naem'; did you mean 'name'?" in message
+    assert "02_second.yaml runs[0] (a): unknown parameter 'naem'; did you mean 'name'?" in message
     assert "03_typo.yaml: no notebook 03_typo.ipynb" in message
 
 

@@ -99,7 +99,7 @@ def test_official_test_set_is_the_test_split(synthetic_small):
 
 
 def test_bad_arguments(ham):
-    with pytest.raises(SplitError, match="three non-negative"):
+    with pytest.raises(SplitError, match=r"ratios = \[0.8, 0.2\] is not allowed: use three numbers >= 0"):
         make_split(ham, (0.8, 0.2))
     with pytest.raises(SplitError, match="'malignant' is not in the catalog"):
         make_split(ham, stratify="malignant")

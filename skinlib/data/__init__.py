@@ -1,9 +1,31 @@
-"""Datasets: catalog loaders for every layout, the synthetic generator, splits and the image cache."""
+"""Datasets: catalog loaders for every layout, the synthetic generator, splits and the image cache.
 
-from .catalog import COLUMNS, CatalogError, CatalogWarning, fingerprint
-from .labels import CLASSES, LONG_NAMES, label_of, to_code
-from .layouts import LAYOUTS, detect_layouts, load_catalog
-from .source import open_catalog, resolve_data_dir, synthetic_root
+The names below are imported on first use, so that ``python -m skinlib.data.synthetic`` runs the generator
+as a script without importing it twice (which makes Python warn).
+"""
 
-__all__ = ["CLASSES", "COLUMNS", "LAYOUTS", "LONG_NAMES", "CatalogError", "CatalogWarning", "detect_layouts",
-           "fingerprint", "label_of", "load_catalog", "open_catalog", "resolve_data_dir", "synthetic_root", "to_code"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "COLUMNS": "catalog", "CatalogError": "catalog", "CatalogWarning": "catalog", "fingerprint": "catalog",
+    "CLASSES": "labels", "LONG_NAMES": "labels", "label_of": "labels", "to_code": "labels",
+    "LAYOUTS": "layouts", "detect_layouts": "layouts", "load_catalog": "layouts",
+    "open_catalog": "source", "resolve_data_dir": "source", "synthetic_root": "source",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import paths
+from .. import knobs, paths
 from .catalog import CatalogError, fingerprint
 
 CACHE_VERSION = 1
@@ -100,23 +100,30 @@ def build_cache(
         progress: print progress to stderr.
 
     Raises:
+        KnobError: an image size outside :data:`skinlib.knobs.KNOBS`' range.
         CatalogError: naming every image that could not be decoded; no cache is left behind.
     """
+    knobs.check("image_size", image_size)
     root = Path(root) if root else paths.cache_dir()
     catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
     folder = root / f"{catalog_print}-{image_size}px"
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
-        _build(catalog, image_size, folder, jobs or os.cpu_count() or 1, progress, catalog_print)
+        tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
+        try:
+            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print)
+        except BaseException:                       # an error or Ctrl-C: no half-built cache stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     meta = json.loads((folder / "meta.json").read_text())
     ids = pd.read_csv(folder / "image_ids.csv", dtype=str, keep_default_na=False)["image_id"].to_numpy()
     return ImageCache(folder, ids, meta["size"], np.load(folder / "images.npy", mmap_mode="r"))
 
 
-def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: bool, catalog_print: str) -> None:
+def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int, progress: bool,
+           catalog_print: str) -> None:
     started = time.time()
-    tmp = folder.with_name(folder.name + f".partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     files = list(catalog["path"])
@@ -158,6 +165,9 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, jobs: int, progress: 
 def channel_stats(cache: ImageCache, image_ids, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std (RGB, in [0, 1]) over the images `image_ids`, e.g. the train split."""
     rows = np.sort(cache.rows(image_ids))
+    if len(rows) == 0:
+        raise ValueError("no images to compute channel statistics on: the split is empty (a dataset this small "
+                         "cannot be split into train, val and test; use more images)")
     total = np.zeros(3)
     squares = np.zeros(3)
     for s in range(0, len(rows), chunk):

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .. import paths
+from .. import knobs, paths
 from .catalog import fingerprint
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -86,7 +86,7 @@ def make_split(
 
     Args:
         catalog: the catalog table.
-        ratios: train, val, test fractions (normalised to sum to 1); study A uses 75/10/15, binary tasks 70/15/15.
+        ratios: train, val, test fractions, summing to 1; study A uses 75/10/15, binary tasks 70/15/15.
         seed: the split is a function of the catalog and this seed only.
         group_by: ``auto`` (lesion, and patient where known), ``lesion``, ``patient``, or ``image`` (the
             studies' leaky image-level split, kept for comparison).
@@ -94,9 +94,12 @@ def make_split(
         use_official_test: when the catalog holds the official ISIC 2018 test (and validation) sets, use them
             as test (and part of val), and split only the training images, into train and val.
     """
+    given = [float(r) if isinstance(r, (np.integer, np.floating)) else r for r in ratios] \
+        if isinstance(ratios, (list, tuple, np.ndarray)) else ratios
+    problem = knobs.problem("ratios", given) or knobs.problem("group_by", group_by)
+    if problem:
+        raise SplitError(problem)
     ratios_arr = np.asarray(ratios, dtype=float)
-    if ratios_arr.shape != (3,) or (ratios_arr < 0).any() or ratios_arr.sum() <= 0:
-        raise SplitError(f"ratios must be three non-negative numbers (train, val, test), got {ratios!r}")
     if stratify not in catalog:
         raise SplitError(f"stratify column {stratify!r} is not in the catalog (columns: {', '.join(catalog.columns)})")
     ratios_arr = ratios_arr / ratios_arr.sum()

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-AUGMENTATIONS = ("study_a", "study_e", "none")
-INTERPOLATIONS = ("bilinear", "nearest")
+from .. import knobs
+from ..knobs import AUGMENTATIONS, INTERPOLATIONS  # noqa: F401  (the names allowed, kept importable here)
+
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
@@ -107,8 +108,7 @@ class Augment(nn.Module):
 
     def __init__(self, interpolation: str = "bilinear"):
         super().__init__()
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(INTERPOLATIONS)}")
+        knobs.check("interpolation", interpolation)
         self.interpolation = interpolation
         self.scratch = Scratch()
 
@@ -230,13 +230,12 @@ def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
     `interpolation` samples the one composed geometric warp: ``bilinear`` (smoother, the default) or
     ``nearest`` (torchvision's default for rotation and translation; about twice as fast on a CPU).
     """
+    knobs.check("augment", kind)
     if kind == "study_a":
         return StudyAAugment(interpolation)
     if kind == "study_e":
         return StudyEAugment(interpolation)
-    if kind == "none":
-        return NoAugment(interpolation)
-    raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    return NoAugment(interpolation)
 
 
 class Preprocess(nn.Module):

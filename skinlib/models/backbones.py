@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import knobs
+
 WEIGHTS_ENV = "SKINLIB_WEIGHTS"
 
 #: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
@@ -98,12 +100,17 @@ def create_backbone(
         drop_rate: dropout before the head.
 
     Raises:
+        KnobError: a head, freeze fraction, image size or dropout outside what :data:`skinlib.knobs.KNOBS` allows.
+        ValueError: an unknown backbone name.
         WeightsError: when pretrained weights are asked for and cannot be loaded, saying where to put them.
     """
     with warnings.catch_warnings():        # tqdm.auto, imported by the hub client, warns in notebooks without
         warnings.filterwarnings("ignore", message="IProgress not found")   # ipywidgets; text bars work
         import timm
 
+    knobs.check_all({"head": head, "freeze_fraction": freeze_fraction, "drop_rate": drop_rate})
+    if image_size is not None:
+        knobs.check("image_size", image_size)
     model_name = timm_name(name)
     if not timm.is_model(model_name.split(".")[0]):
         raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES)} or a timm model name")

@@ -1,0 +1,211 @@
+"""Leftovers of processes that died, and one run at a time.
+
+Everything half-written carries its writer's ``<pid>@<host>`` (:func:`skinlib.paths.owner`): a staged run
+``results/<exp>/.<run>.partial-<owner>/``, a cache being built ``cache/<key>.partial-<owner>/``, a
+temporary file ``.<name>.tmp-<owner>.<random>``. :func:`sweep` removes those whose process is gone (and
+finishes a registry move that was cut between its two renames); ``run_all.py`` sweeps before it runs.
+
+:class:`RunLock` lets one process at a time execute a run (notebook and run name) in a workspace; a second
+one stops with "run X is in progress (pid N, started at T)" or waits. The lock is an ``flock`` on a file
+(a byte-range lock on Windows), released by the system when its holder dies, so a stale lock is simply
+taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from pathlib import Path
+
+from . import paths
+
+# .<run>.partial-123@host  cache-64px.partial-123  .metrics.json.tmp-123@host.ab12cd  (host optional: older names)
+_TAGGED = re.compile(r"\.(partial|old|tmp)-(\d+)(?:@([A-Za-z0-9_-]+))?(?:\.[^/]*)?$")
+_PID_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")          # torch checkpoints: .last.pt.<pid>.tmp
+
+
+def _host() -> str:
+    return paths.owner().split("@", 1)[1]
+
+
+def _alive(pid: int) -> bool:
+    if os.name == "nt":                                 # os.kill would end the process there
+        try:
+            import psutil
+        except ImportError:
+            return True                                 # cannot tell: keep it
+        return psutil.pid_exists(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                             # someone else's process: alive
+        return True
+    return True
+
+
+def leftover(path: Path) -> tuple[str, int, str | None] | None:
+    """``(kind, pid, host)`` when `path` is a temporary file or folder of some process, else None.
+
+    Args:
+        path: a file or folder name in the workspace.
+    """
+    match = _TAGGED.search(path.name)
+    if match:
+        return match.group(1), int(match.group(2)), match.group(3)
+    match = _PID_TMP.match(path.name)
+    if match:
+        return "tmp", int(match.group(1)), None
+    return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _run_name(path: Path) -> str:
+    """``.<run>.partial-<owner>`` -> ``<run>``."""
+    return path.name[1:].rsplit(".", 1)[0]
+
+
+def sweep(root: Path | None = None) -> list[str]:
+    """Remove what dead processes left half-written under `root` (default: the workspace); returns what was done.
+
+    A staged registry run that was complete (its ``run.json`` written) but not yet renamed into place is
+    moved there; a previous run set aside for the rename is put back when nothing replaced it. Leftovers of
+    live processes are kept; those written on another host are reported, not touched.
+
+    Args:
+        root: the folder to clean (the workspace, or one of its sub-folders).
+    """
+    root = Path(root) if root else paths.workspace()
+    here, done = _host(), []
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        for name in sorted(dirs) + sorted(files):
+            path = base / name
+            found = leftover(path)
+            if found is None:
+                continue
+            if name in dirs:
+                dirs.remove(name)                      # never walk into a leftover
+            kind, pid, host = found
+            shown = paths.display_path(path)
+            if host is not None and host != here:
+                done.append(f"kept {shown}: written on host {host} (pid {pid}); delete it if nothing runs there")
+                continue
+            if pid == os.getpid() or _alive(pid):      # still being written
+                continue
+            target = base / _run_name(path) if name.startswith(".") and kind in ("partial", "old") else None
+            if target is not None and kind == "partial" and (path / "run.json").is_file() and not target.exists():
+                os.replace(path, target)
+                done.append(f"finished moving the interrupted run {paths.display_path(target)} into place")
+            elif target is not None and kind == "old" and not target.exists():
+                os.replace(path, target)
+                done.append(f"restored {paths.display_path(target)}, set aside by an interrupted run")
+            else:
+                _remove(path)
+                done.append(f"removed {shown}, left by pid {pid} which is no longer running")
+    return done
+
+
+def _try_lock(fh) -> bool:
+    """Lock an open file without waiting (flock; byte-range lock on Windows); False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:                                 # Windows
+        import msvcrt
+
+        try:
+            fh.seek(0)
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:                             # held by another process (other errors: raised)
+        return False
+    return True
+
+
+def _unlock(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        fh.seek(0)
+        msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class RunInProgress(RuntimeError):
+    """Another live process holds the lock of this run."""
+
+
+class RunLock:
+    """An exclusive lock on one run (e.g. ``05_transfer_learning--E-vgg19``) in the workspace.
+
+    Args:
+        name: the run's name.
+        folder: where lock files live (default: ``<workspace>/locks``).
+    """
+
+    def __init__(self, name: str, folder: Path | None = None):
+        self.name = name
+        self.path = (Path(folder) if folder else paths.workspace() / "locks") / f"{name}.lock"
+        self._fh = None
+
+    def holder(self) -> dict:
+        """pid, host and start time written by the process holding (or last holding) the lock."""
+        try:
+            return json.loads(self.path.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self, wait: bool = False, poll: float = 1.0) -> "RunLock":
+        """Take the lock; if another process holds it, wait (`wait`) or raise :class:`RunInProgress`.
+
+        Args:
+            wait: wait until the other process is done instead of raising.
+            poll: seconds between attempts while waiting.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        while not _try_lock(fh):
+            if not wait:
+                info = self.holder()
+                fh.close()
+                raise RunInProgress(
+                    f"run {self.name} is in progress (pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+                    f"started at {info.get('started', '?')}); wait for it to finish (or stop it), or pass --wait")
+            time.sleep(poll)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"run": self.name, "pid": os.getpid(), "host": socket.gethostname(),
+                             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the file stays, for the next holder)."""
+        if self._fh is not None:
+            _unlock(self._fh)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
