@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__, paths
+from . import __version__, paths, stale
 
 
 def _json(value: Any) -> str:
@@ -39,6 +39,7 @@ class RunRecorder:
         self.experiment, self.run, self.params = experiment, run, dict(params)
         self.folder = self.root / experiment / run
         self.staging = self.root / experiment / f".{run}.partial-{paths.owner()}"
+        stale.report(stale.sweep(self.root / experiment) if (self.root / experiment).is_dir() else [])
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.started = time.time()

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +147,12 @@ def _unlock(fh) -> None:
         msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
         return
     fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def report(lines: list[str]) -> None:
+    """Say on stderr what :func:`sweep` did (nothing when it did nothing)."""
+    for line in lines:
+        print(f"cleanup: {line}", file=sys.stderr, flush=True)
 
 
 class RunInProgress(RuntimeError):

@@ -229,3 +229,18 @@ def test_synthetic_module_runs_without_a_runpy_warning():
     done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "skinlib.data.synthetic", "--help"],
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0 and "RuntimeWarning" not in done.stderr, done.stderr
+
+
+def test_library_writers_clear_dead_leftovers_too(workspace, ham_dir, capsys):
+    """A notebook used by hand (no run_all.py) also cleans the folders it writes to."""
+    from skinlib.data import open_catalog
+    from skinlib.data.cache import build_cache
+
+    pid = dead_pid()
+    exp = paths.results_dir() / "exp"
+    (exp / f".r.partial-{pid}@{host()}").mkdir(parents=True)
+    (paths.cache_dir() / f"x-16px.partial-{pid}@{host()}").mkdir()
+    RunRecorder("exp", "r", {}).finish()
+    build_cache(open_catalog(ham_dir), 16, jobs=1)
+    assert leftovers(workspace) == []
+    assert capsys.readouterr().err.count("cleanup: removed") == 2

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import knobs, paths
+from .. import knobs, paths, stale
 from .catalog import CatalogError, fingerprint
 
 CACHE_VERSION = 1
@@ -110,6 +110,7 @@ def build_cache(
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
+        stale.report(stale.sweep(root) if root.is_dir() else [])
         tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
         try:
             _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print)
