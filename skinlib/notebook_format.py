@@ -42,7 +42,8 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """`source` in the stored form, checked cells holding the stdout of the same cell in `executed`.
+    """`source` in the stored form, checked cells holding the stdout of the same cell in `executed` (as one
+    stream, the way JupyterLab merges a cell's printed text).
 
     Args:
         source: the notebook as edited (old or new conventions).
@@ -51,7 +52,8 @@ def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbf
     done = {}
     for cell in executed.cells:
         if is_checked(cell):
-            done[_body(cell.source)] = [o for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"]
+            text = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+            done[_body(cell.source)] = [nbformat.v4.new_output("stream", name="stdout", text=text)] if text else []
     for cell in source.cells:
         tags = [t for t in cell.metadata.get("tags", []) if t != "keep_output"]
         checked = is_checked(cell)

@@ -2,6 +2,7 @@
 """Store the notebooks as JupyterLab saves them and nbstripout keeps them, with only the reference outputs nbval checks.
 
     python run_all.py --only 01 02 --force && python tools/sync_notebooks.py
+    python tools/sync_notebooks.py --stored 06 07   # restyle without re-running: keep the stored reference outputs
 
 For each notebook in notebooks/, takes the executed copy from <workspace>/outputs/default/ and writes the source
 back in the house form, the one `git status` sees after a notebook is opened, run and saved in JupyterLab with
@@ -18,6 +19,7 @@ the nbstripout filter of `make lab`:
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -30,16 +32,25 @@ from skinlib import paths  # noqa: E402
 from skinlib.notebook_format import clean  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("only", nargs="*", metavar="NN", help="only these notebooks (default: all)")
+    parser.add_argument("--stored", action="store_true",
+                        help="take the reference outputs from the notebook itself (already checked by nbval), not "
+                             "from an executed copy: converts a notebook to the stored form without running it")
+    args = parser.parse_args(argv)
     outputs = paths.outputs_dir() / "default"
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        executed_path = outputs / path.name
+    notebooks = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+                 if not args.only or any(p.name.startswith(k) for k in args.only)]
+    for path in notebooks:
+        executed_path = path if args.stored else outputs / path.name
         if not executed_path.is_file():
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
             return 1
         cleaned = clean(nbformat.read(path, as_version=4), nbformat.read(executed_path, as_version=4))
         nbformat.write(cleaned, path)
-        print(f"{path.name}: reference outputs stored")
+        print(f"{path.name}: " + ("stored form, reference outputs kept as they were" if args.stored
+                                  else "reference outputs stored from the executed copy"))
     return 0
 
 
