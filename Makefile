@@ -31,7 +31,8 @@ lab: $(STAMP)                                    ## open the notebooks in Jupyte
 	  git config filter.nbstripout.extrakeys "$$($(BIN)/python -c 'from skinlib.notebook_format import STRIP_KEYS; print(" ".join(STRIP_KEYS))')" && \
 	  echo "git filter nbstripout installed: notebook outputs (except nbval's reference outputs) stay out of commits"; \
 	fi
-	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  --ContentsManager.pre_save_hook=skinlib.notebook_format.strip_on_save notebooks/
 
 bench: $(STAMP)                                  ## speed of the data pipeline (full-size synthetic data)
 	$(BIN)/python benchmarks/data_pipeline.py $(ARGS)

@@ -79,3 +79,36 @@ def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbf
 def _body(source: str) -> str:
     """A cell's source without the legacy marker line."""
     return source[len(MARK):].lstrip("\n") if source.startswith(MARK) else source
+
+
+def strip_on_save(model: dict, **kwargs) -> None:
+    """Jupyter server pre-save hook (``make lab``): write notebooks to disk in the stored form.
+
+    The git filter alone keeps outputs out of commits, but `git status` would still list a saved notebook as
+    modified (git skips the filter when a file's size changed); saving in the stored form keeps it clean.
+    Outputs stay visible in the open notebook; executed copies with every output come from ``run_all.py``.
+
+    Args:
+        model: the contents model being saved (only notebooks are changed, in place).
+        kwargs: ``path`` and ``contents_manager``, unused.
+    """
+    content = model.get("content")
+    if model.get("type") != "notebook" or not isinstance(content, dict) or content.get("nbformat") != 4:
+        return
+    nb = nbformat.from_dict(content)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and is_checked(cell):
+            cell.outputs = _merged_streams(cell.outputs)
+    model["content"] = strip(nb)
+
+
+def _merged_streams(outputs: list) -> list:
+    """Consecutive stream outputs of the same name as one (as JupyterLab's output area shows them)."""
+    merged = []
+    for out in outputs:
+        if merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            merged[-1] = nbformat.v4.new_output("stream", name=out["name"], text=merged[-1]["text"] + out["text"])
+        else:
+            merged.append(out)
+    return merged
