@@ -7,6 +7,7 @@ Shared by ``tools/sync_notebooks.py`` (which writes the notebooks), the tests (w
 from __future__ import annotations
 
 import copy
+import json
 
 import nbformat
 
@@ -38,7 +39,11 @@ def strip(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 "metadata.signature", "metadata.widgets", "cell.metadata.collapsed", "cell.metadata.ExecuteTime",
             "cell.metadata.execution", "cell.metadata.heading_collapsed", "cell.metadata.hidden",
             "cell.metadata.scrolled", *STRIP_KEYS]
-    return strip_output(copy.deepcopy(nb), keep_output=False, keep_count=False, keep_id=False, extra_keys=keys)
+    nb = strip_output(copy.deepcopy(nb), keep_output=False, keep_count=False, keep_id=False, extra_keys=keys)
+    for cell in nb.cells:
+        if cell.metadata.get("tags") == []:                 # papermill adds empty tags; they mean nothing
+            del cell.metadata["tags"]
+    return nb
 
 
 def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -95,7 +100,7 @@ def strip_on_save(model: dict, **kwargs) -> None:
     content = model.get("content")
     if model.get("type") != "notebook" or not isinstance(content, dict) or content.get("nbformat") != 4:
         return
-    nb = nbformat.from_dict(content)
+    nb = nbformat.reads(json.dumps(content), as_version=4)        # sources as strings, however they came
     for cell in nb.cells:
         if cell.cell_type == "code" and is_checked(cell):
             cell.outputs = _merged_streams(cell.outputs)
