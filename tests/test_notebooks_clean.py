@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from skinlib.notebook_format import KERNELSPEC, LANGUAGE_INFO, MARK, STRIP_KEYS, is_checked, strip
+from skinlib.notebook_format import KERNELSPEC, LANGUAGE_INFO, MARK, STRIP_KEYS, is_checked, strip, strip_on_save
 from skinlib.runner import find_notebooks, notebook_parameters
 
 NOTEBOOKS = find_notebooks(Path(__file__).resolve().parents[1] / "notebooks")
@@ -83,3 +84,6 @@ def test_stored_as_jupyterlab_writes_and_nbstripout_keeps(path):
             if not cell.outputs:
                 cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": "iVBOR", "text/plain": "<Figure>"})]
     assert nbformat.writes(strip(run)) + "\n" == text
+    model = {"type": "notebook", "content": json.loads(nbformat.writes(run))}      # make lab's pre-save hook
+    strip_on_save(model, path=path.name)
+    assert nbformat.writes(nbformat.from_dict(model["content"])) + "\n" == text
