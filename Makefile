@@ -24,9 +24,15 @@ study: $(STAMP)                                  ## run every notebook (DATA=pat
 test: $(STAMP)                                   ## unit tests and notebook checks (nbval)
 	$(BIN)/python -m pytest $(ARGS)
 
-lab: $(STAMP)                                    ## open the notebooks in JupyterLab
+lab: $(STAMP)                                    ## open the notebooks in JupyterLab (outputs stay out of git)
 	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
-	$(BIN)/python -m jupyter lab notebooks/
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  $(BIN)/python -m nbstripout --install && \
+	  git config filter.nbstripout.extrakeys "$$($(BIN)/python -c 'from skinlib.notebook_format import STRIP_KEYS; print(" ".join(STRIP_KEYS))')" && \
+	  echo "git filter nbstripout installed: notebook outputs (except nbval's reference outputs) stay out of commits"; \
+	fi
+	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
+	  --ContentsManager.pre_save_hook=skinlib.notebook_format.strip_on_save notebooks/
 
 bench: $(STAMP)                                  ## speed of the data pipeline (full-size synthetic data)
 	$(BIN)/python benchmarks/data_pipeline.py $(ARGS)

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, paths
 from .data.labels import CLASSES
 from .data.source import open_catalog
-from .data.splits import SPLITS, load_split
+from .data.splits import DEFAULT_SPLIT, SPLITS, load_split, make_and_save_splits
 from .results import RunRecorder
 
 
@@ -45,17 +45,22 @@ def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str = "l
     return subset
 
 
-def split_catalog(data_dir=None, layout=None, split_name: str = "lesion-75-10-15-seed0", *, seed: int = 0,
+def split_catalog(data_dir=None, layout=None, split_name: str = DEFAULT_SPLIT, *, seed: int = 0,
                   allow_missing: bool = False, localization: str | None = None) -> pd.DataFrame:
     """The catalog with a ``split`` column from the split saved by notebook 02 (checked against this catalog).
 
     Args:
         data_dir, layout, seed, allow_missing: as for :func:`skinlib.data.open_catalog`.
-        split_name: a split saved by ``02_splits`` (``splits/<name>/`` in the workspace).
+        split_name: a split saved by ``02_splits`` (``splits/<name>/`` in the workspace). The default split,
+            when missing, is made here with 02's defaults (saying so in one line); another missing split is an error.
         localization: keep only images of this body site (study E's ``lower extremity`` subset); the
             split itself is unchanged, so the subset's train / val / test stay lesion-disjoint.
     """
     catalog = open_catalog(data_dir, layout, seed=seed, allow_missing=allow_missing)
+    if split_name == DEFAULT_SPLIT and not (paths.splits_dir() / split_name / "split.csv").is_file():
+        folder = make_and_save_splits(catalog)[split_name]
+        print(f"no split {split_name!r} saved yet: made it as 02_splits does with its defaults, in "
+              f"{paths.display_path(folder)}", flush=True)
     split = load_split(split_name, catalog)
     table = catalog.merge(split, on="image_id", validate="one_to_one")
     table.attrs = dict(catalog.attrs, split_name=split_name, normalization=split.attrs["manifest"].get("normalization"))

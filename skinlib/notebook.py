@@ -58,19 +58,21 @@ def setup(params: dict[str, Any], seed: int | None = None) -> None:
     lines = [f"  {k:<{width}} = {v!r}" for k, v in params.items()]
     print("parameters\n" + "\n".join(lines))
     print(f"skinlib {__version__}, Python {platform.python_version()}, numpy {np.__version__}, "
-          f"pandas {pd.__version__}; workspace {paths.display_path(paths.workspace())}")
+          f"pandas {pd.__version__}")
+    print(f"workspace {paths.describe_workspace()}")
 
 
 def banner(catalog: pd.DataFrame) -> None:
     """Show a visible banner when the catalog's data is synthetic, and say which data it is otherwise."""
-    from IPython.display import HTML, display
+    from IPython.display import display
 
     layout = catalog.attrs.get("layout", "?")
     if catalog.attrs.get("synthetic"):
         info = catalog.attrs.get("synthetic_info") or {}
         detail = f" (seed {info.get('seed')}, {info.get('n')} HAM10000-layout images, layout shown: {layout})"
-        display(HTML(f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px 12px;'
-                     f'font-weight:bold">&#9888; {BANNER}{detail}</div>'))
-        print("WARNING:", BANNER + detail)
+        html = (f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px 12px;'
+                f'font-weight:bold">&#9888; {BANNER}{detail}</div>')
+        # one output: the yellow box where HTML is shown (JupyterLab), the same words as text elsewhere
+        display({"text/html": html, "text/plain": f"WARNING: {BANNER}{detail}"}, raw=True)
     else:
         print(f"Real data: {len(catalog)} images, layout {layout}, from {paths.display_path(catalog.attrs.get('root', '?'))}")

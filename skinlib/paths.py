@@ -76,7 +76,7 @@ def outputs_dir() -> Path:
 def display_path(path: str | os.PathLike) -> str:
     """A path as it should appear in notebook output: relative to the workspace or repo, never machine-specific."""
     path = Path(path).resolve()
-    anchors = [("$SKINLIB_WORKSPACE", workspace())]
+    anchors = [("$SKINLIB_WORKSPACE", workspace())] if os.environ.get(WORKSPACE_ENV) else []
     repo = repo_root()
     if repo:
         anchors.append(("<repo>", repo))
@@ -109,6 +109,14 @@ def umask() -> int:
     mask = os.umask(0o022)                      # elsewhere: set and restore (not thread-safe, but brief)
     os.umask(mask)
     return mask
+
+
+def describe_workspace() -> str:
+    """Where the workspace is, in words for a reader: its full path and what chose it."""
+    if os.environ.get(WORKSPACE_ENV):
+        return f"{workspace()} (from ${WORKSPACE_ENV})"
+    where = "in this checkout" if repo_root() else "outside a checkout"
+    return f"{workspace()} ({where}; set ${WORKSPACE_ENV} to use another folder)"
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 
 def _axes(ax, figsize):
@@ -98,18 +99,37 @@ def metadata_overview(catalog: pd.DataFrame, order: list[str]):
     return fig
 
 
-def rate_bars(table: pd.DataFrame, column: str, title: str, ax=None):
+def rate_bars(table: pd.DataFrame, column: str, title: str, ax=None, horizontal: bool = False):
     """Bars of a rate column, each labelled with its rate and the number of images behind it ("not available in
-    this dataset" for an empty table)."""
+    this dataset" for an empty table).
+
+    Args:
+        table: one row per group, with `column` and ``images``.
+        column: the rate to draw.
+        title: the axes' title.
+        ax: draw into these axes (default: a new figure).
+        horizontal: one bar per line, for many or long group names (body sites) whose labels would overlap.
+    """
     fig, ax = _axes(ax, (8, 3.5))
     if table.empty:
         return not_available(ax, title)
     labels = [str(i) for i in table.index]
-    bars = ax.bar(labels, table[column].to_numpy(), color=sns.color_palette("deep")[3])
-    ax.bar_label(bars, labels=[f"{r:.2f}\nn={n}" for r, n in zip(table[column], table["images"])], fontsize=8)
-    ax.set_ylim(0, min(1.0, table[column].max() * 1.35 + 0.02))
+    color = sns.color_palette("deep")[3]
+    top = min(1.0, table[column].max() * 1.35 + 0.02)
+    if horizontal:
+        bars = ax.barh(labels, table[column].to_numpy(), color=color)
+        ax.bar_label(bars, labels=[f" {r:.2f} (n={n})" for r, n in zip(table[column], table["images"])], fontsize=8)
+        ax.set_xlim(0, min(1.0, table[column].max() * 1.6 + 0.05))
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=9)
+    else:
+        bars = ax.bar(labels, table[column].to_numpy(), color=color)
+        ax.bar_label(bars, labels=[f"{r:.2f}\nn={n}" for r, n in zip(table[column], table["images"])], fontsize=8)
+        ax.set_ylim(0, top)
+        ax.tick_params(axis="x", rotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set_title(title)
-    ax.tick_params(axis="x", rotation=30)
     return fig
 
 
@@ -136,6 +156,7 @@ def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy
         if best_epoch:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

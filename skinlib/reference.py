@@ -36,11 +36,33 @@ REPORTED: list[dict] = [
 ]
 
 
+def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` without the columns that hold nothing (all NaN or empty strings)."""
+    empty = [c for c in table.columns if table[c].replace("", float("nan")).isna().all()]
+    return table.drop(columns=empty)
+
+
 def reported(backbone: str | None = None) -> pd.DataFrame:
-    """The studies' reported numbers, optionally for one backbone."""
+    """The studies' reported numbers, optionally for one backbone (columns it has no number in left out)."""
     table = pd.DataFrame(REPORTED).drop(columns="match")
-    table = table[table["backbone"] == backbone] if backbone else table
-    return table.dropna(axis=1, how="all")
+    return _without_empty_columns(table[table["backbone"] == backbone] if backbone else table).reset_index(drop=True)
+
+
+def compare(metrics: dict[str, float], backbone: str, label: str = "this run (test)") -> pd.DataFrame:
+    """One run's test metrics in a row above each number a study reported for the same model.
+
+    Args:
+        metrics: the run's test metrics (``accuracy``, ``balanced_accuracy``, ``f1_weighted``, ...).
+        backbone: the model's key in :data:`REPORTED` (``custom_cnn``, ``rf``, ``resnet50``, ...).
+        label: the name of the run's row.
+    """
+    papers = reported(backbone)
+    columns = ["balanced_accuracy", *(c for c in ("accuracy", "f1_weighted", "f1_macro") if c in papers)]
+    rows = {label: {c: metrics.get(c) for c in columns}}
+    for _, paper in papers.iterrows():
+        name = f"study {paper['study']}, reported" + (f" ({paper['variant']})" if paper.get("variant") else "")
+        rows[name] = {c: paper.get(c) for c in columns}
+    return pd.DataFrame(rows).T.astype(float)
 
 
 def variant_of(grayscale: bool, augment: str) -> str:
@@ -50,7 +72,8 @@ def variant_of(grayscale: bool, augment: str) -> str:
 
 def beside(runs: pd.DataFrame) -> pd.DataFrame:
     """Each registry run (from :func:`skinlib.results.gather` with backbone, grayscale and augment) with the
-    paper's number for the same backbone and variant (study E first, else study A), where one exists."""
+    paper's number for the same backbone and variant (study E first, else study A), where one exists; one row
+    per run (the index), columns no run has a number in left out."""
     table = reported()
     rows = []
     for _, run in runs.iterrows():
@@ -60,7 +83,7 @@ def beside(runs: pd.DataFrame) -> pd.DataFrame:
         paper = match.iloc[0] if len(match) else None
         f1_kind = "f1_macro" if paper is not None and paper["study"] == "E" else "f1_weighted"
         rows.append({
-            "run": run["run"], "backbone": run.get("backbone"), "variant": variant,
+            "run": run["run"], "variant": variant,
             "balanced_accuracy": run.get("balanced_accuracy"), "accuracy": run.get("accuracy"),
             "f1_macro": run.get("f1_macro"), "f1_weighted": run.get("f1_weighted"),
             "paper": f"study {paper['study']}" if paper is not None else "",
@@ -68,4 +91,4 @@ def beside(runs: pd.DataFrame) -> pd.DataFrame:
             "paper_f1": paper[f1_kind] if paper is not None else float("nan"),
             "paper_f1_kind": f1_kind.replace("f1_", "") if paper is not None else "",
         })
-    return pd.DataFrame(rows)
+    return _without_empty_columns(pd.DataFrame(rows)).set_index("run") if rows else pd.DataFrame(rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -194,6 +195,84 @@ def run_identity(model: nn.Module, train: Batches, val: Batches, preprocess_trai
             "preprocessing": _digest(_module_digest(preprocess_train), _module_digest(preprocess_eval))}
 
 
+#: checkpoints kept per checkpoint_dir (one per run identity, the most recently written ones)
+KEEP_CHECKPOINTS = 3
+_INFO = "identity.json"
+
+
+def _identity_key(identity: dict[str, str]) -> str:
+    return _digest(*sorted(identity.items()))
+
+
+def _changes(old: dict, identity: dict[str, str], config: FitConfig) -> list[str]:
+    """What differs between a stored run (its ``identity.json``) and this one, in words: ``settings (lr)``, ``model``."""
+    changes = []
+    for part, value in identity.items():
+        if old.get("identity", {}).get(part) == value:
+            continue
+        if part == "settings" and isinstance(old.get("settings"), dict):
+            now = json.loads(json.dumps(asdict(config), default=str))
+            fields = sorted(k for k in set(now) | set(old["settings"]) if now.get(k) != old["settings"].get(k))
+            changes.append(f"settings changed ({', '.join(fields)})" if fields else "settings changed")
+        else:
+            changes.append(f"{part} changed")
+    return changes
+
+
+def _checkpoint_for(root: Path, identity: dict[str, str], config: FitConfig, resume: bool, log) -> Path:
+    """The checkpoint file of this run identity under `root` (``<root>/<identity key>/last.pt``). When this run
+    has none but another run under the same root wrote one, say in one line what changed (training starts over)."""
+    root.mkdir(parents=True, exist_ok=True)
+    _adopt_legacy(root)
+    folder = root / _identity_key(identity)
+    path = folder / "last.pt"
+    if path.is_file():
+        if not resume:
+            print("resume=False: training from the start (this run's checkpoint is replaced)", file=log, flush=True)
+        return path
+    others = sorted((p for p in root.glob(f"*/{_INFO}") if p.parent != folder), key=lambda p: _written(p.parent))
+    if others and resume:
+        try:
+            old = json.loads(others[-1].read_text())
+        except (OSError, ValueError):
+            old = {}
+        changes = _changes(old, identity, config) or ["run changed"]
+        print(f"{' and '.join(changes)}: training from the start", file=log, flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {"identity": identity, "settings": json.loads(json.dumps(asdict(config), default=str))}
+    (folder / _INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
+    return path
+
+
+def _adopt_legacy(root: Path) -> None:
+    """A checkpoint written before checkpoints were kept per run identity (``<root>/last.pt``) moves to its folder."""
+    legacy = root / "last.pt"
+    if not legacy.is_file():
+        return
+    try:
+        identity = torch.load(legacy, map_location="cpu", weights_only=False).get("identity") or {}
+    except Exception:                                                 # unreadable: it could never be resumed
+        identity = {}
+    if not identity:
+        legacy.unlink()
+        return
+    folder = root / _identity_key(identity)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _INFO).write_text(json.dumps({"identity": identity}, indent=1, sort_keys=True))
+    os.replace(legacy, folder / "last.pt")
+
+
+def _written(folder: Path) -> float:
+    return max((f.stat().st_mtime for f in folder.iterdir()), default=0.0)
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Delete all but the `keep` most recently written run checkpoints under `root`."""
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and (p / _INFO).is_file()), key=_written, reverse=True)
+    for folder in folders[keep:]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(obj, tmp)
@@ -221,8 +300,11 @@ def fit(
         preprocess_train: augmentation + normalisation for training batches.
         preprocess_eval: normalisation only, for validation.
         config: see :class:`FitConfig`.
-        checkpoint_dir: where ``last.pt`` is written after every epoch; an existing one is resumed from when it
-            was made by the same run (see :func:`run_identity`), refused otherwise; ``resume=False`` starts over.
+        checkpoint_dir: the run's checkpoint folder (e.g. one per run name): a checkpoint is written after every
+            epoch to ``<checkpoint_dir>/<run identity>/last.pt`` (see :func:`run_identity`), so an interrupted
+            identical run resumes from it, while a run with other settings, model, data or preprocessing starts
+            from scratch, saying in one line what changed. The newest :data:`KEEP_CHECKPOINTS` are kept.
+        resume: False: train from the start even when this run's checkpoint exists (it is replaced).
         on_epoch_end: called as ``f(epoch, row, model)`` after each epoch (the row of the history).
         log: where the one line per epoch goes.
     """
@@ -243,16 +325,11 @@ def fit(
     higher = _higher_is_better(config.monitor)
     best_score, best_epoch, best_state, bad_epochs, rows, start, resumed = -np.inf if higher else np.inf, -1, None, 0, [], 0, None
 
-    ckpt_path = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
-    if ckpt_path is not None:
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt_path = None
+    if checkpoint_dir is not None:
+        ckpt_path = _checkpoint_for(Path(checkpoint_dir), identity, config, resume, log)
         if resume and ckpt_path.is_file():
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
-            differ = [part for part, value in identity.items() if state.get("identity", {}).get(part) != value]
-            if differ:
-                raise RuntimeError(
-                    f"checkpoint {ckpt_path} was written by a run with other {' and '.join(differ)}; pass resume=False "
-                    "to train from the start (the checkpoint is replaced), or give this run another name")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None:
@@ -324,6 +401,8 @@ def fit(
                           "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
                           "bad_epochs": bad_epochs, "history": rows, "identity": identity, "stopped": stopped},
                          ckpt_path)
+            if epoch == start:
+                _prune(ckpt_path.parent.parent, keep=KEEP_CHECKPOINTS)
         if on_epoch_end is not None:
             on_epoch_end(epoch, row, model)
         if stopped:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from skinlib.notebook_format import KERNELSPEC, LANGUAGE_INFO, MARK, STRIP_KEYS, is_checked, strip, strip_on_save
 from skinlib.runner import find_notebooks, notebook_parameters
 
 NOTEBOOKS = find_notebooks(Path(__file__).resolve().parents[1] / "notebooks")
@@ -24,15 +28,19 @@ def test_notebook_shape_and_clean_outputs(path):
     assert params.metadata.get("tags") == ["parameters"], "the parameters cell comes second"
     assert nb.metadata["skinlib"]["gpu"] in ("none", "optional", "required")
     assert notebook_parameters(path)["seed"].default == 0
+    checked = 0
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        if cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
+        assert MARK not in cell.source, "checked cells are tagged, not marked with a visible comment"
+        assert cell.execution_count is None
+        if is_checked(cell):
+            checked += 1
+            assert cell.metadata.get("keep_output") is True, "nbstripout keeps the reference output"
             assert cell.outputs and all(o.output_type == "stream" and o.name == "stdout" for o in cell.outputs)
-            assert cell.execution_count is not None
         else:
             assert cell.outputs == [], f"stray output in: {cell.source.splitlines()[0]}"
-            assert cell.execution_count is None
+    assert checked, "at least one checked cell"
     text = path.read_text()
     assert not re.search(r"(/work/|/root/|/home/|/tmp/|0x[0-9a-f]{6,})", text), "machine paths or addresses"
 
@@ -52,3 +60,30 @@ def test_every_parameter_is_recorded(path):
     recorded = {kw.arg for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Call)
                 and getattr(node.func, "id", None) == "dict" for kw in node.keywords}
     assert recorded == set(notebook_parameters(path)), path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_as_jupyterlab_writes_and_nbstripout_keeps(path):
+    """Opening, running and saving a notebook in JupyterLab leaves `git status` clean under `make lab`'s filter:
+    the stored file has JupyterLab's metadata and is exactly what nbstripout (the filter) makes of itself, and of
+    a run of it (outputs, counts, a machine's Python version)."""
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"] == KERNELSPEC and nb.metadata["language_info"] == LANGUAGE_INFO
+    assert nb.nbformat_minor == 5
+    text = path.read_text()
+    filtered = subprocess.run([sys.executable, "-m", "nbstripout", "-t", "--extra-keys", " ".join(STRIP_KEYS), str(path)],
+                              capture_output=True, text=True, check=True).stdout
+    assert filtered == text, "the git filter would change this file: run tools/sync_notebooks.py"
+    run = nbformat.read(path, as_version=4)                   # as JupyterLab saves it after "run all"
+    run.metadata["language_info"]["version"] = "3.12.1"
+    for i, cell in enumerate(run.cells):
+        cell.id = f"a{i}x"
+        if cell.cell_type == "code":
+            cell.execution_count = i + 1
+            cell.metadata["execution"] = {"iopub.status.busy": "2025-01-01T00:00:00"}
+            if not cell.outputs:
+                cell.outputs = [nbformat.v4.new_output("display_data", {"image/png": "iVBOR", "text/plain": "<Figure>"})]
+    assert nbformat.writes(strip(run)) + "\n" == text
+    model = {"type": "notebook", "content": json.loads(nbformat.writes(run))}      # make lab's pre-save hook
+    strip_on_save(model, path=path.name)
+    assert nbformat.writes(nbformat.from_dict(model["content"])) + "\n" == text

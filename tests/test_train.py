@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from skinlib.data.cache import build_cache, channel_stats
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess, augmentation
 from skinlib.models import ResidualCNN
-from skinlib.train import FitConfig, fit, predict
+from skinlib.train import KEEP_CHECKPOINTS, FitConfig, fit, predict
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +43,9 @@ def run(data, config, model=None, **kwargs):
     _, _, parts, mean, std = data
     train, val = batches(data)
     model = model or tiny_model()
+    kwargs.setdefault("log", io.StringIO())
     result = fit(model, train, val, Preprocess(mean, std, augmentation("study_a")), Preprocess(mean, std), config,
-                 log=io.StringIO(), **kwargs)
+                 **kwargs)
     return model, result
 
 
@@ -65,28 +67,49 @@ def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path):
     assert resumed_result.best_epoch == straight_result.best_epoch
 
 
-def test_checkpoint_of_another_run_is_refused(data, tmp_path):
-    """A checkpoint resumes only the run that wrote it: other settings, augmentation, data or starting weights
-    are refused with a message naming what differs, instead of silently reporting the old run."""
+def test_a_checkpoint_resumes_only_its_own_run(data, tmp_path):
+    """Checkpoints are kept per run identity: another setting, augmentation, data or starting weights under the
+    same checkpoint folder train from the start, saying in one line what changed; the identical run resumes."""
     _, _, parts, mean, std = data
     run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)
-    with pytest.raises(RuntimeError, match="other settings; pass resume=False"):
-        run(data, FitConfig(max_epochs=1, seed=2), checkpoint_dir=tmp_path)
+    log = io.StringIO()
     train, val = batches(data)
-    for pre, model, match in [(Preprocess(mean, std, augmentation("study_e")), tiny_model(), "other preprocessing"),
-                              (Preprocess(mean, std, augmentation("study_a", "nearest")), tiny_model(), "other preprocessing"),
-                              (Preprocess(mean, std, augmentation("study_a")), ResidualCNN(7, width=8, blocks=(1, 1)), "other model")]:
-        with pytest.raises(RuntimeError, match=match):
-            fit(model, train, val, pre, Preprocess(mean, std), FitConfig(max_epochs=1, seed=1), log=io.StringIO(),
-                checkpoint_dir=tmp_path)
+    changed = fit(tiny_model(), train, val, Preprocess(mean, std, augmentation("study_a")), Preprocess(mean, std),
+                   FitConfig(max_epochs=1, seed=1, lr=0.01), log=log, checkpoint_dir=tmp_path)
+    assert changed.resumed_from is None
+    assert log.getvalue().splitlines()[0] == "settings changed (lr): training from the start"
+    log = io.StringIO()
+    _, again = run(data, FitConfig(max_epochs=1, seed=1, lr=0.01), checkpoint_dir=tmp_path, log=log)
+    assert again.resumed_from == 0, log.getvalue()                   # the identical run resumes
+    for pre, model, match in [(Preprocess(mean, std, augmentation("study_e")), tiny_model(), "preprocessing changed"),
+                              (Preprocess(mean, std, augmentation("study_a", "nearest")), tiny_model(), "preprocessing changed"),
+                              (Preprocess(mean, std, augmentation("study_a")), ResidualCNN(7, width=8, blocks=(1, 1)), "model changed")]:
+        log = io.StringIO()
+        result = fit(model, train, val, pre, Preprocess(mean, std), FitConfig(max_epochs=1, seed=1), log=log,
+                     checkpoint_dir=tmp_path)
+        first = log.getvalue().splitlines()[0]
+        assert result.resumed_from is None and match in first and first.endswith(": training from the start"), first
     fewer = Batches(data[1], parts["train"]["image_id"].iloc[:-1],
                     parts["train"]["label"].iloc[:-1], 32, shuffle=True, seed=3)
-    with pytest.raises(RuntimeError, match="other data"):
-        fit(tiny_model(), fewer, val, Preprocess(mean, std, augmentation("study_a")), Preprocess(mean, std),
-            FitConfig(max_epochs=1, seed=1), log=io.StringIO(), checkpoint_dir=tmp_path)
-    _, again = run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)       # the same run resumes
-    assert again.resumed_from == 0
-    run(data, FitConfig(max_epochs=1, seed=2), checkpoint_dir=tmp_path, resume=False)
+    log = io.StringIO()
+    fit(tiny_model(), fewer, val, Preprocess(mean, std, augmentation("study_a")), Preprocess(mean, std),
+        FitConfig(max_epochs=1, seed=1), log=log, checkpoint_dir=tmp_path)
+    assert log.getvalue().startswith("model changed and data changed: training from the start")
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == KEEP_CHECKPOINTS       # old ones do not pile up
+    log = io.StringIO()
+    _, fresh = run(data, FitConfig(max_epochs=1, seed=2), checkpoint_dir=tmp_path, resume=False, log=log)
+    assert fresh.resumed_from is None and log.getvalue().startswith("epoch")     # resume=False: silently afresh
+
+
+def test_checkpoint_of_the_previous_layout_is_adopted(data, tmp_path):
+    """A ``last.pt`` written straight into the checkpoint folder (before checkpoints were kept per run) still
+    resumes its own run."""
+    run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (folder / "last.pt").rename(tmp_path / "last.pt")
+    shutil.rmtree(folder)
+    _, again = run(data, FitConfig(max_epochs=1, seed=1), checkpoint_dir=tmp_path)
+    assert again.resumed_from == 0 and not (tmp_path / "last.pt").exists()
 
 
 def test_early_stopping_restores_a_copy_of_the_best_epoch(data):

@@ -1,15 +1,25 @@
 #!/usr/bin/env python
-"""Store the reference outputs nbval compares, and nothing else, in the source notebooks.
+"""Store the notebooks as JupyterLab saves them and nbstripout keeps them, with only the reference outputs nbval checks.
 
     python run_all.py --only 01 02 --force && python tools/sync_notebooks.py
+    python tools/sync_notebooks.py --stored 06 07   # restyle without re-running: keep the stored reference outputs
 
-For each notebook in notebooks/, takes the executed copy from <workspace>/outputs/default/, keeps the
-text printed by cells marked ``# NBVAL_CHECK_OUTPUT``, and clears every other output, execution
-count and stray metadata, so the sources stay small, diff cleanly and hold no machine paths.
+For each notebook in notebooks/, takes the executed copy from <workspace>/outputs/default/ and writes the source
+back in the house form, the one `git status` sees after a notebook is opened, run and saved in JupyterLab with
+the nbstripout filter of `make lab`:
+
+* the metadata JupyterLab writes (kernel "Python 3 (ipykernel)", the kernel's language_info without the Python
+  version, which the filter strips as it differs between machines), nbformat 4.5;
+* checked cells carry the tag ``nbval-check-output`` (nbval) and ``keep_output: true`` (nbstripout) in their
+  metadata instead of a visible ``# NBVAL_CHECK_OUTPUT`` comment, which is converted where found; they keep the
+  text they print (stdout) as the reference output, without an execution count;
+* every other output, execution count and stray metadata is removed by nbstripout itself, so the stored file is
+  exactly what the filter makes of any run of the notebook.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -19,47 +29,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
-
-MARK = "# NBVAL_CHECK_OUTPUT"
-KEEP_NOTEBOOK_META = {"kernelspec", "language_info", "skinlib"}
+from skinlib.notebook_format import clean  # noqa: E402
 
 
-def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode | None) -> nbformat.NotebookNode:
-    """`source` with outputs only in checked cells (taken from `executed`, matched by cell source)."""
-    done = {}
-    if executed is not None:
-        for cell in executed.cells:
-            if cell.cell_type == "code" and cell.source.startswith(MARK):
-                done[cell.source] = (cell.execution_count,
-                                     [o for o in cell.outputs if o.output_type == "stream" and o.name == "stdout"])
-    for cell in source.cells:
-        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
-        cell.pop("id", None)
-        if cell.cell_type != "code":
-            continue
-        cell.execution_count = None
-        if cell.source.startswith(MARK):
-            if cell.source not in done:
-                raise SystemExit(f"no executed output for a checked cell: {cell.source.splitlines()[1][:60]!r}")
-            cell.execution_count, cell.outputs = done[cell.source]   # nbval wants a count beside outputs
-        else:
-            cell.outputs = []
-    source.metadata = {k: v for k, v in source.metadata.items() if k in KEEP_NOTEBOOK_META}
-    source.metadata["language_info"] = {"name": "python"}
-    source.nbformat_minor = 4
-    return source
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("only", nargs="*", metavar="NN", help="only these notebooks (default: all)")
+    parser.add_argument("--stored", action="store_true",
+                        help="take the reference outputs from the notebook itself (already checked by nbval), not "
+                             "from an executed copy: converts a notebook to the stored form without running it")
+    args = parser.parse_args(argv)
     outputs = paths.outputs_dir() / "default"
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        executed_path = outputs / path.name
-        executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
-        if executed is None:
+    notebooks = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+                 if not args.only or any(p.name.startswith(k) for k in args.only)]
+    for path in notebooks:
+        executed_path = path if args.stored else outputs / path.name
+        if not executed_path.is_file():
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
             return 1
-        nbformat.write(clean(nbformat.read(path, as_version=4), executed), path)
-        print(f"{path.name}: reference outputs stored")
+        cleaned = clean(nbformat.read(path, as_version=4), nbformat.read(executed_path, as_version=4))
+        nbformat.write(cleaned, path)
+        print(f"{path.name}: " + ("stored form, reference outputs kept as they were" if args.stored
+                                  else "reference outputs stored from the executed copy"))
     return 0
 
 

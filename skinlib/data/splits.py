@@ -195,6 +195,36 @@ def save_split(
     return folder
 
 
+#: notebook 02's defaults; the split they make is the one every model notebook reads unless told otherwise
+DEFAULTS: dict = {"ratios": (0.75, 0.10, 0.15), "seed": 0, "group_by": "auto", "stratify": "label", "image_size": 224}
+DEFAULT_SPLIT: str = default_name(DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
+
+
+def make_and_save_splits(catalog: pd.DataFrame, *, ratios: tuple[float, ...] = DEFAULTS["ratios"],
+                         seed: int = DEFAULTS["seed"], group_by: GroupBy = DEFAULTS["group_by"],
+                         stratify: str = DEFAULTS["stratify"], image_size: int = DEFAULTS["image_size"]) -> dict[str, Path]:
+    """What notebook 02 saves: the grouped split and, for comparison, the image-level one, each with the
+    normalisation statistics of the grouped train split; returns ``{split name: folder}``.
+
+    Args:
+        catalog: the catalog to split.
+        ratios, seed, group_by, stratify: as for :func:`make_split` (the image-level split differs only in grouping).
+        image_size: side of the cached images the normalisation statistics are computed on.
+    """
+    from .cache import build_cache, channel_stats
+
+    grouped = make_split(catalog, ratios, seed=seed, group_by=group_by, stratify=stratify)
+    image_level = make_split(catalog, ratios, seed=seed, group_by="image", stratify=stratify)
+    mean, std = channel_stats(build_cache(catalog, image_size), grouped.loc[grouped["split"] == "train", "image_id"])
+    normalization = {"image_size": image_size, "mean": mean.tolist(), "std": std.tolist()}
+    saved = {}
+    for kind, split in ((group_by, grouped), ("image", image_level)):
+        name = default_name(kind, ratios, seed)
+        saved[name] = save_split(catalog, split, name, seed=seed, ratios=ratios, stratify=stratify, group_by=kind,
+                                 extra={"normalization": normalization})
+    return saved
+
+
 def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """A saved split; with `catalog`, checks it was made from that same catalog (by fingerprint)."""
     folder = Path(name_or_folder)
