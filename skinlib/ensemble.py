@@ -308,12 +308,13 @@ def mix_model(general: np.ndarray, specialists: Sequence[Specialist],
         classes: class codes of `general`'s columns.
 
     Returns:
-        ``(labels, consulted)``: the predicted class indices, and for each image the specialist's trigger that
-        decided it ('' where the general model's answer stands).
+        ``(proba, consulted)``: (n, k) probabilities whose argmax is the mix-model's class (the general model's row,
+        or where the specialist won, its probabilities on its classes and 0 elsewhere), and for each image the
+        trigger of the specialist that decided it ('' where the general model's answer stands).
     """
     general = np.asarray(general, float)
     classes = list(classes)
-    labels = general.argmax(1)
+    out = general.copy()
     confidence = general.max(1)
     decided = np.full(len(general), "", dtype=object)
     triggers = [s.trigger for s in specialists]
@@ -329,10 +330,12 @@ def mix_model(general: np.ndarray, specialists: Sequence[Specialist],
                              f"{(len(general), len(spec.classes))}")
         routed = general.argmax(1) == classes.index(spec.trigger)
         wins = routed & (proba.max(1) > confidence)
-        mapped = np.array([classes.index(c) for c in spec.classes])
-        labels = np.where(wins, mapped[proba.argmax(1)], labels)
+        mapped = [classes.index(c) for c in spec.classes]
+        replaced = np.zeros((int(wins.sum()), len(classes)))
+        replaced[:, mapped] = proba[wins]
+        out[wins] = replaced
         decided[wins] = spec.trigger
-    return labels, decided
+    return out, decided
 
 
 def binary_average(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:

@@ -147,8 +147,11 @@ def test_mix_model_rule_on_constructed_probabilities():
         Specialist("bcc", ("akiec", "bcc"), np.array([[0.5, 0.5]] * 2 + [[0.75, 0.25]] + [[0.99, 0.01]] * 3)),
         Specialist("bkl", ("mel", "bkl"), np.array([[0.99, 0.01]] * 3 + [[0.05, 0.95]] + [[0.99, 0.01]] * 2)),
     ]
-    labels, decided = mix_model(general, specialists)
-    assert [CLASSES[i] for i in labels] == ["mel", "nv", "akiec", "bkl", "mel", "nv"]
+    proba, decided = mix_model(general, specialists)
+    np.testing.assert_allclose(proba.sum(1), 1)
+    np.testing.assert_allclose(proba[0], [0, 0, 0, 0, 0.9, 0.1, 0])           # the specialist's answer, on its classes
+    np.testing.assert_allclose(proba[1], general[1])
+    assert [CLASSES[i] for i in proba.argmax(1)] == ["mel", "nv", "akiec", "bkl", "mel", "nv"]
     assert decided.tolist() == ["nv", "", "bcc", "bkl", "", ""]
     with pytest.raises(ValueError, match="one specialist per trigger"):
         mix_model(general, specialists + [specialists[0]])
