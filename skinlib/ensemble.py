@@ -92,29 +92,73 @@ def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, spli
     return Members(names, image_ids, labels, proba, list(classes))
 
 
-def registry_runs(root: Path | None = None, experiments: Sequence[str] = ("custom_cnn", "transfer"),
-                  classes: Sequence[str] = CLASSES) -> pd.DataFrame:
-    """Finished runs of `experiments` whose predictions cover every class of `classes` (no specialists), with
-    their validation metrics: the candidate ensemble members.
+def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = None,
+                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles",)) -> pd.DataFrame:
+    """Finished runs whose predictions cover every class of `classes` (no specialists) on every image (no body-site
+    subset), with their validation metrics: the candidate ensemble members.
 
     Args:
         root: the registry folder.
-        experiments: experiments to look in (others, e.g. 06's, can be added).
+        experiments: experiments to look in; None: every experiment in the registry but `exclude`.
         classes: the classes a member must predict.
+        exclude: experiments never used as members (08's own results).
     """
+    from . import paths
+
+    base = Path(root) if root else paths.results_dir()
+    if experiments is None:
+        experiments = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in exclude) if base.is_dir() else []
     frames = []
     for experiment in experiments:
-        table = gather(experiment, root=root, split="val", params=("classes", "grayscale", "backbone"))
+        table = gather(experiment, root=root, split="val",
+                       params=("classes", "localization", "grayscale", "backbone"))
         if not table.empty:
             frames.append(table)
+    columns = ["experiment", "run", "grayscale", "backbone", "balanced_accuracy"]
     if not frames:
-        return pd.DataFrame(columns=["experiment", "run", "balanced_accuracy"])
+        return pd.DataFrame(columns=columns)
     table = pd.concat(frames, ignore_index=True)
     keep = []
     for _, row in table.iterrows():
         head = pd.read_csv(load_run(row["experiment"], row["run"], root).folder / "predictions.csv", nrows=0)
-        keep.append(all(f"p_{c}" in head for c in classes))
-    return table[keep].reset_index(drop=True)
+        subset = row.get("localization") not in (None, "") and not pd.isna(row.get("localization"))
+        keep.append(all(f"p_{c}" in head for c in classes) and not subset)
+    table = table[keep].reset_index(drop=True)
+    table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
+    return table[columns + [c for c in table.columns if c not in columns and c not in ("classes", "localization")]]
+
+
+def registry_specialists(root: Path | None = None, experiment: str = "transfer",
+                         wiring: Mapping[str, Sequence[str]] = STUDY_E_SPECIALISTS) -> pd.DataFrame:
+    """Specialists in the registry for the mix-model: runs of `experiment` trained on exactly the classes of a
+    `wiring` entry (05 with ``classes``), with a recorded model; the best on validation per trigger.
+
+    Args:
+        root: the registry folder.
+        experiment: where specialists are recorded.
+        wiring: trigger class -> the specialist's classes (default: study E's three).
+
+    Returns:
+        one row per trigger found: trigger, experiment, run, classes (in the run's output order), val balanced accuracy.
+    """
+    from .results import has_model
+
+    table = gather(experiment, root=root, split="val", params=("classes", "localization"))
+    rows = []
+    for trigger, wanted in wiring.items():
+        best = None
+        for _, row in table.iterrows() if not table.empty else []:
+            classes = row.get("classes")
+            if not isinstance(classes, list) or set(classes) != set(wanted) or len(classes) != len(wanted):
+                continue
+            if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
+                continue
+            if best is None or row["balanced_accuracy"] > best["balanced_accuracy"]:
+                best = {"trigger": trigger, "experiment": experiment, "run": row["run"], "classes": list(classes),
+                        "val_balanced_accuracy": row["balanced_accuracy"]}
+        if best is not None:
+            rows.append(best)
+    return pd.DataFrame(rows, columns=["trigger", "experiment", "run", "classes", "val_balanced_accuracy"])
 
 
 # --- combination rules --------------------------------------------------------------------------------------

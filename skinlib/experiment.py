@@ -152,3 +152,30 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
         recorder.model(model, spec)
     recorder.finish()
     return recorder
+
+
+def predict_recorded(experiment: str, run: str, table: pd.DataFrame, splits: Sequence[str] = ("val", "test"), *,
+                     batch_size: int = 64, device: str = "auto", root=None) -> dict[str, np.ndarray]:
+    """Probabilities of a model kept in the registry on every image of `splits`, without retraining.
+
+    Args:
+        experiment, run: the run (it must have been recorded with ``model=``).
+        table: the split catalog (:func:`split_catalog`); its image cache at the model's size is used or built.
+        splits: which splits to predict, rows in the order of ``by_split(table)[split]`` (all classes: a
+            specialist sees every image it is asked about).
+        batch_size: images per batch.
+        device: auto (GPU when present), cpu or cuda.
+        root: the registry folder (default: the workspace's).
+    """
+    from .data.batches import Batches
+    from .data.cache import build_cache
+    from .results import load_model, load_spec
+    from .train import predict, resolve_device
+
+    dev = resolve_device(device)
+    spec = load_spec(experiment, run, root)
+    model, preprocess = load_model(experiment, run, root, device=str(dev))
+    cache = build_cache(table, spec.image_size)
+    parts = by_split(table)
+    return {split: predict(model, Batches(cache, parts[split]["image_id"], np.zeros(len(parts[split]), dtype=int),
+                                          batch_size, device=dev), preprocess) for split in splits}

@@ -178,3 +178,58 @@ def faithfulness_summary(table: pd.DataFrame) -> dict[str, float]:
             "drop_random": float(table["drop_random"].mean()),
             "cam_minus_random": float((table["drop_cam"] - table["drop_random"]).mean()),
             "share_cam_hurts_more": float((table["drop_cam"] > table["drop_random"]).mean())}
+
+
+@dataclass
+class Subject:
+    """A registry model and the test images it is explained on.
+
+    Attributes:
+        name: ``experiment/run``.
+        model: the model in eval mode; ``spec`` its :class:`~skinlib.models.spec.ModelSpec`.
+        images: uint8 (n, S, S, 3) at the cache's resolution (what the overlays are drawn on).
+        inputs: the preprocessed images (n, 3, S, S) the model sees.
+        labels, predicted: true and predicted class per image; ``proba`` the probabilities.
+        image_ids: the images' ids.
+    """
+
+    name: str
+    model: nn.Module
+    spec: object
+    images: np.ndarray
+    inputs: torch.Tensor
+    labels: np.ndarray
+    predicted: np.ndarray
+    proba: np.ndarray
+    image_ids: np.ndarray
+
+    def maps(self, index: Sequence[int], classes: Sequence[int] | None = None) -> np.ndarray:
+        """Grad-CAM maps of images `index` for `classes` (default: the predicted class)."""
+        index = np.asarray(index, int)
+        classes = self.predicted[index] if classes is None else classes
+        return gradcam(self.model, self.inputs[index], list(classes))
+
+
+def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFrame, device: str = "cpu",
+                 root=None) -> Subject:
+    """A registry model with `part`'s images (e.g. the test split), its inputs and predictions.
+
+    Args:
+        experiment, run: a run recorded with its model.
+        part: the images to explain (``image_id``, ``label``).
+        table: the whole split catalog (its image cache at the model's size is used or built).
+        device: where the model runs.
+        root: the registry folder.
+    """
+    from .data.cache import build_cache
+    from .results import load_model, load_spec
+
+    spec = load_spec(experiment, run, root)
+    model, preprocess = load_model(experiment, run, root, device=device)
+    images = build_cache(table, spec.image_size).images(part["image_id"].to_numpy())
+    with torch.no_grad():
+        inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
+        proba = torch.cat([torch.softmax(model(inputs[i:i + 64]).float(), 1) for i in range(0, len(inputs), 64)])
+    proba = proba.cpu().numpy()
+    return Subject(f"{experiment}/{run}", model, spec, images, inputs, part["label"].to_numpy(), proba.argmax(1),
+                   proba, part["image_id"].to_numpy())

@@ -10,6 +10,7 @@ count and stray metadata, so the sources stay small, diff cleanly and hold no ma
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -50,10 +51,21 @@ def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode | None)
     return source
 
 
+def default_run(outputs: Path, stem: str) -> Path | None:
+    """The executed copy of the run of `stem` that overrides no parameter but its name, if there is one."""
+    for record in sorted(outputs.glob(f"{stem}--*.run.json")):
+        info = json.loads(record.read_text())
+        if info.get("status") == "ok" and set(info.get("params", {})) <= {"run_name"}:
+            return record.with_name(record.name[:-len(".run.json")] + ".ipynb")
+    return None
+
+
 def main() -> int:
     outputs = paths.outputs_dir() / "default"
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         executed_path = outputs / path.name
+        if not executed_path.is_file():        # a notebook run several times (`runs:`): its run on the defaults
+            executed_path = default_run(outputs, path.stem) or executed_path
         executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
         if executed is None:
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
