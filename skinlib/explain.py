@@ -114,11 +114,19 @@ def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batc
     target = cam_target(model)
     model.eval()
     maps = []
-    with GradCAM(model=model, target_layers=target.layers, reshape_transform=target.reshape_transform) as cam:
-        for start in range(0, len(inputs), batch_size):
-            chunk = inputs[start:start + batch_size]
-            targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
-            maps.append(cam(input_tensor=chunk, targets=targets))
+    frozen = [p for p in model.parameters() if not p.requires_grad]     # a frozen backbone still needs gradients
+    for p in frozen:                                                     # to flow back to its last stage
+        p.requires_grad_(True)
+    try:
+        with GradCAM(model=model, target_layers=target.layers, reshape_transform=target.reshape_transform) as cam:
+            for start in range(0, len(inputs), batch_size):
+                chunk = inputs[start:start + batch_size]
+                targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
+                maps.append(cam(input_tensor=chunk, targets=targets))
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+        model.zero_grad(set_to_none=True)
     return np.concatenate(maps).astype(np.float32) if maps else np.zeros((0, *inputs.shape[2:]), np.float32)
 
 

@@ -98,3 +98,14 @@ def test_other_model_kinds_plug_in():
         assert maps.shape == (2, 8, 8) and np.isfinite(maps).all()
     finally:
         del explain.TARGETS[Tower]
+
+
+def test_a_frozen_model_is_explained_and_stays_frozen():
+    torch.manual_seed(0)
+    model = ResidualCNN(7, width=8, blocks=(1, 1)).eval()
+    for p in model.stages.parameters():
+        p.requires_grad_(False)
+    maps = explain.gradcam(model, torch.randn(2, 3, 32, 32), [0, 3])
+    assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and maps.std() > 0
+    assert not any(p.requires_grad for p in model.stages.parameters())
+    assert all(p.grad is None for p in model.parameters())
