@@ -120,10 +120,14 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
     table = pd.concat(frames, ignore_index=True)
     keep = []
     for _, row in table.iterrows():
-        head = pd.read_csv(load_run(row["experiment"], row["run"], root).folder / "predictions.csv", nrows=0)
-        subset = row.get("localization") not in (None, "") and not pd.isna(row.get("localization"))
+        file = load_run(row["experiment"], row["run"], root).folder / "predictions.csv"
+        head = pd.read_csv(file, nrows=0) if file.is_file() else pd.DataFrame()
+        subset = isinstance(row.get("localization"), str) and bool(row["localization"])
         keep.append(all(f"p_{c}" in head for c in classes) and not subset)
     table = table[keep].reset_index(drop=True)
+    for column in columns:
+        if column not in table:
+            table[column] = np.nan
     table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
     return table[columns + [c for c in table.columns if c not in columns and c not in ("classes", "localization")]]
 
@@ -153,9 +157,10 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
                 continue
             if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
                 continue
-            if best is None or row["balanced_accuracy"] > best["balanced_accuracy"]:
+            score = row.get("balanced_accuracy", np.nan)
+            if best is None or score > best["val_balanced_accuracy"]:
                 best = {"trigger": trigger, "experiment": experiment, "run": row["run"], "classes": list(classes),
-                        "val_balanced_accuracy": row["balanced_accuracy"]}
+                        "val_balanced_accuracy": score}
         if best is not None:
             rows.append(best)
     return pd.DataFrame(rows, columns=["trigger", "experiment", "run", "classes", "val_balanced_accuracy"])

@@ -168,3 +168,24 @@ def test_binary_average_and_binary_runs(tmp_path):
     write_member(tmp_path, "seven", None, None, {"val": (["a"], [0], np.full((1, 7), 1 / 7))})
     runs = ensemble.binary_runs(tmp_path)
     assert runs[["run", "column", "backbone"]].values.tolist() == [["dino-mel", "p_mel", "vit_small_patch16_224.dino"]]
+
+
+def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
+    y, val = members(n=10)
+    ids = [f"a{i}" for i in range(10)]
+    write_member(tmp_path, "m0", None, None, {"val": (ids, y, val["m0"])})
+    rec = RunRecorder("transfer", "subset", {"localization": "lower extremity"}, root=tmp_path)
+    rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": y, **{f"p_{c}": 1 / 7 for c in CLASSES}}))
+    rec.finish()
+    rec = RunRecorder("transfer", "specialist", {"classes": ["mel", "nv"]}, root=tmp_path)
+    rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": 0, "p_mel": 0.5, "p_nv": 0.5}))
+    rec.finish()
+    RunRecorder("explanations", "gradcam", {}, root=tmp_path).finish()          # no predictions at all
+    RunRecorder("ensembles", "average", {}, root=tmp_path).finish()
+    runs = ensemble.registry_runs(tmp_path)
+    assert runs[["experiment", "run"]].values.tolist() == [["transfer", "m0"]]
+    assert ensemble.registry_specialists(tmp_path).empty                  # no model kept: not usable
+    for name in ("model.safetensors", "model.json"):
+        (tmp_path / "transfer" / "specialist" / name).write_text("{}")
+    found = ensemble.registry_specialists(tmp_path)
+    assert found[["trigger", "run"]].values.tolist() == [["nv", "specialist"]] and found["classes"][0] == ["mel", "nv"]
