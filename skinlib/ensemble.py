@@ -23,7 +23,7 @@ STUDY_E_SPECIALISTS: dict[str, tuple[str, str]] = {"nv": ("mel", "nv"), "bcc": (
 
 def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
     """Mean recall over the classes present in `y` (scikit-learn's balanced accuracy), from the argmax."""
-    return _label_balanced_accuracy(np.asarray(y), np.asarray(proba).argmax(1))
+    return label_metrics(y, np.asarray(proba).argmax(1))["balanced_accuracy"]
 
 
 @dataclass
@@ -268,22 +268,51 @@ def greedy_forward(val: Mapping[str, np.ndarray], y_val: Sequence[int], max_memb
 
 # --- evaluation ---------------------------------------------------------------------------------------------
 
-def _f1_macro(y: np.ndarray, pred: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
+def label_metrics(y: Sequence[int], pred: Sequence[int]) -> dict[str, float]:
+    """Balanced accuracy, accuracy and macro precision / recall / F1 from predicted labels, over the classes present
+    in `y` (as :func:`skinlib.metrics.classification_metrics` computes them), with one confusion count: fast enough
+    for thousands of bootstrap resamples.
 
-    return float(f1_score(y, pred, labels=np.unique(y), average="macro", zero_division=0))
+    Args:
+        y: true labels.
+        pred: predicted labels.
+    """
+    y, pred = np.asarray(y, int), np.asarray(pred, int)
+    k = int(max(y.max(initial=0), pred.max(initial=0))) + 1
+    counts = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    present = np.flatnonzero(counts.sum(1))
+    tp = np.diag(counts)[present].astype(float)
+    support, predicted = counts.sum(1)[present], counts.sum(0)[present]
+    recall = tp / support
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
+    return {"balanced_accuracy": float(recall.mean()), "accuracy": float(tp.sum() / len(y)),
+            "precision_macro": float(precision.mean()), "recall_macro": float(recall.mean()), "f1_macro": float(f1.mean())}
 
 
-def _label_balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    present = np.unique(y)
-    return float(np.mean([np.mean(pred[y == k] == k) for k in present]))
+_LABEL_KEYS = ("balanced_accuracy", "accuracy", "f1_macro", "precision_macro", "recall_macro")
 
 
-_LABEL_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "balanced_accuracy": _label_balanced_accuracy,
-    "accuracy": lambda y, pred: float(np.mean(y == pred)),
-    "f1_macro": _f1_macro,
-}
+def evaluate(parts: Mapping[str, pd.DataFrame], proba: Mapping[str, np.ndarray], n_boot: int = 500,
+             seed: int = 0):
+    """:func:`skinlib.experiment.evaluate_splits` for ensembles: the same metrics, with bootstrap intervals of the
+    label metrics (balanced accuracy, accuracy, macro precision / recall / F1) computed from one confusion count per
+    resample.
+
+    Args:
+        parts: split -> table with ``label``.
+        proba: split -> (n, k) probabilities (vote shares for voting).
+        n_boot, seed: bootstrap resamples and their seed.
+    """
+    from .experiment import Evaluation
+
+    results = {s: metrics.classification_metrics(parts[s]["label"].to_numpy(), p) for s, p in proba.items()}
+    y_test, p_test = parts["test"]["label"].to_numpy(), proba["test"]
+    ci = metrics.bootstrap_ci(y_test, p_test, metric=lambda t, p: label_metrics(t, p.argmax(1)), keys=_LABEL_KEYS,
+                              n_boot=n_boot, seed=seed)
+    return Evaluation(dict(proba), results, metrics.per_class_report(y_test, p_test),
+                      metrics.confusion(y_test, p_test.argmax(1)),
+                      metrics.confusion(y_test, p_test.argmax(1), normalize=True), ci)
 
 
 def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndarray, metric: str = "balanced_accuracy",
@@ -301,8 +330,8 @@ def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndar
     """
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
-    if metric in _LABEL_METRICS:                              # from predicted labels only: much faster
-        score = _LABEL_METRICS[metric]
+    if metric in _LABEL_KEYS:                                 # from predicted labels only: much faster
+        score = lambda t, p: label_metrics(t, p)[metric]  # noqa: E731
         a, b = np.asarray(proba).argmax(1), np.asarray(baseline).argmax(1)
     else:
         score = lambda t, p: metrics.classification_metrics(t, p)[metric]  # noqa: E731

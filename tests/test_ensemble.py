@@ -52,6 +52,19 @@ def members(seed=0, n=60, k=7, m=5):
     return y, out
 
 
+def test_label_metrics_equal_scikit_learns():
+    y, val = members(n=200)
+    for p in val.values():
+        fast = ensemble.label_metrics(y, p.argmax(1))
+        full = metrics.classification_metrics(y, p)
+        for key, value in fast.items():
+            assert value == pytest.approx(full[key]), key
+    y = np.array([0, 0, 2, 2, 2])                 # class 1 never true, predicted once; class 2 never predicted
+    fast = ensemble.label_metrics(y, np.array([0, 1, 0, 0, 0]))
+    full = metrics.classification_metrics(y, np.eye(3)[[0, 1, 0, 0, 0]])
+    assert fast == pytest.approx({k: full[k] for k in fast})
+
+
 def test_top_k_and_greedy_selection_use_validation_scores():
     y, val = members()
     for p in val.values():
