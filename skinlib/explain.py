@@ -99,6 +99,12 @@ def cam_target(model: nn.Module) -> CamTarget:
                         "skinlib.explain.register_target(kind, fn)") from None
 
 
+def layer_names(model: nn.Module) -> str:
+    """The qualified names of the layers Grad-CAM uses for `model` (e.g. ``features.layer4``)."""
+    layers = {id(m) for m in cam_target(model).layers}
+    return ", ".join(name for name, m in model.named_modules() if id(m) in layers)
+
+
 def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batch_size: int = 32) -> np.ndarray:
     """Grad-CAM maps (n, H, W) in [0, 1] at the input's resolution, for class `classes[i]` of image i.
 

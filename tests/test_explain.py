@@ -49,12 +49,14 @@ def test_maps_have_the_image_shape_are_finite_and_not_constant(data, kind):
     torch.manual_seed(0)
     if kind == "cnn":
         model = ResidualCNN(7, width=8, blocks=(1, 1, 1))
+        assert explain.layer_names(model) == "stages.2"
     else:
         from timm.models.vision_transformer import VisionTransformer
 
         model = Backbone(VisionTransformer(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_classes=0),
                          nn.Linear(48, 7))                             # a small timm ViT: 4 x 4 patch tokens + class token
         assert explain.cam_target(model).reshape_transform is not None
+        assert explain.layer_names(model) == "features.blocks.1.norm1"
         assert isinstance(create_backbone("vit_tiny_patch16_224", 7, image_size=32).features, VisionTransformer)
     model = trained(model, data)
     x = inputs_of(data)
