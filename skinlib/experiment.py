@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,11 @@ from .data.labels import CLASSES
 from .data.source import open_catalog
 from .data.splits import DEFAULT_SPLIT, SPLITS, load_split, make_and_save_splits
 from .results import RunRecorder
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .models.spec import ModelSpec
 
 
 SMOKE_ENV = "SKINLIB_SMOKE"
@@ -95,24 +100,72 @@ class Evaluation:
 
 
 def evaluate_splits(parts: dict[str, pd.DataFrame], proba: dict[str, np.ndarray], n_boot: int = 500,
-                    seed: int = 0) -> Evaluation:
-    """Metrics per split, and for test the per-class report, confusion matrix and bootstrap intervals."""
+                    seed: int = 0, classes: Sequence[str] = CLASSES) -> Evaluation:
+    """Metrics per split, and for test the per-class report, confusion matrix and bootstrap intervals.
+
+    Args:
+        parts: the splits' tables (``label``: index into `classes`).
+        proba: (n, len(classes)) probabilities per split, rows in the tables' order.
+        n_boot, seed: bootstrap resamples and their seed.
+        classes: class codes of the probability columns (a subset for a specialist, see :func:`restrict_classes`).
+    """
     results = {s: metrics.classification_metrics(parts[s]["label"].to_numpy(), p) for s, p in proba.items()}
     y_test, p_test = parts["test"]["label"].to_numpy(), proba["test"]
     return Evaluation(
-        proba, results, metrics.per_class_report(y_test, p_test),
-        metrics.confusion(y_test, p_test.argmax(1)), metrics.confusion(y_test, p_test.argmax(1), normalize=True),
+        proba, results, metrics.per_class_report(y_test, p_test, classes),
+        metrics.confusion(y_test, p_test.argmax(1), classes),
+        metrics.confusion(y_test, p_test.argmax(1), classes, normalize=True),
         metrics.bootstrap_ci(y_test, p_test, n_boot=n_boot, seed=seed))
 
 
+def restrict_classes(table: pd.DataFrame, classes: Sequence[str] | None) -> pd.DataFrame:
+    """The images of `classes` only, with ``label`` re-indexed to the position in `classes` (a specialist's task).
+
+    Args:
+        table: a split catalog (``dx`` column of class codes).
+        classes: class codes, e.g. ``["mel", "nv"]``; None or all seven: `table` unchanged.
+    """
+    if classes is None or list(classes) == list(CLASSES):
+        return table
+    unknown = [c for c in classes if c not in CLASSES]
+    if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+        raise ValueError(f"classes must be at least two distinct codes of {list(CLASSES)}, got {list(classes)}")
+    out = table[table["dx"].isin(classes)].reset_index(drop=True)
+    out["label"] = out["dx"].map({c: i for i, c in enumerate(classes)}).astype(int)
+    out.attrs = dict(table.attrs, classes=list(classes))
+    return out
+
+
 def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, pd.DataFrame], evaluation: Evaluation,
-           history: pd.DataFrame | None = None, figures: dict[str, Any] | None = None) -> RunRecorder:
-    """Write a finished run to the registry: params, metrics, per-image predictions, tables, figures, and an
-    ISIC-format CSV of the test predictions. Returns the recorder (already finished)."""
+           history: pd.DataFrame | None = None, figures: dict[str, Any] | None = None,
+           model: nn.Module | None = None, spec: ModelSpec | None = None,
+           classes: Sequence[str] = CLASSES) -> RunRecorder:
+    """Write a finished run to the registry: params, metrics, per-image predictions, tables, figures, an
+    ISIC-format CSV of the test predictions, and the model (weights + spec) when given. Returns the recorder
+    (already finished).
+
+    Args:
+        experiment, run: where the run goes (``results/<experiment>/<run>/``).
+        params: the notebook's resolved parameters.
+        parts: the splits' tables, rows in the order of `evaluation`'s probabilities.
+        evaluation: from :func:`evaluate_splits`.
+        history: per-epoch training history.
+        figures: name -> matplotlib figure.
+        model: the trained model: its weights go to ``model.safetensors`` (rebuilt by
+            :func:`skinlib.results.load_model`).
+        spec: how to rebuild `model` (``model.json``); required with `model`.
+        classes: class codes of the probability columns (a specialist's subset; the ISIC CSV needs all seven).
+    """
+    if model is not None and spec is None:
+        raise ValueError("record(model=...) needs spec=ModelSpec(...) saying how to rebuild the model "
+                         "(factory, kwargs, mean, std, image_size)")
+    if spec is not None and model is None:
+        raise ValueError("record(spec=...) given without model=")
+    classes = list(classes)
     recorder = RunRecorder(experiment, run, params)
     rows = []
     for split, p in evaluation.proba.items():
-        frame = pd.DataFrame(p, columns=[f"p_{c}" for c in CLASSES])
+        frame = pd.DataFrame(p, columns=[f"p_{c}" for c in classes])
         frame.insert(0, "label", parts[split]["label"].to_numpy())
         frame.insert(0, "split", split)
         frame.insert(0, "image_id", parts[split]["image_id"].to_numpy())
@@ -125,6 +178,36 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
         recorder.history(history)
     for name, fig in (figures or {}).items():
         recorder.figure(fig, name)
-    metrics.to_isic_csv(parts["test"]["image_id"], evaluation.proba["test"], recorder.file("isic_test_predictions.csv"))
+    if classes == list(CLASSES):
+        metrics.to_isic_csv(parts["test"]["image_id"], evaluation.proba["test"], recorder.file("isic_test_predictions.csv"))
+    if model is not None:
+        recorder.model(model, spec)
     recorder.finish()
     return recorder
+
+
+def predict_recorded(experiment: str, run: str, table: pd.DataFrame, splits: Sequence[str] = ("val", "test"), *,
+                     batch_size: int = 64, device: str = "auto", root=None) -> dict[str, np.ndarray]:
+    """Probabilities of a model kept in the registry on every image of `splits`, without retraining.
+
+    Args:
+        experiment, run: the run (it must have been recorded with ``model=``).
+        table: the split catalog (:func:`split_catalog`); its image cache at the model's size is used or built.
+        splits: which splits to predict, rows in the order of ``by_split(table)[split]`` (all classes: a
+            specialist sees every image it is asked about).
+        batch_size: images per batch.
+        device: auto (GPU when present), cpu or cuda.
+        root: the registry folder (default: the workspace's).
+    """
+    from .data.batches import Batches
+    from .data.cache import build_cache
+    from .results import load_model, load_spec
+    from .train import predict, resolve_device
+
+    dev = resolve_device(device)
+    spec = load_spec(experiment, run, root)
+    model, preprocess = load_model(experiment, run, root, device=str(dev))
+    cache = build_cache(table, spec.image_size)
+    parts = by_split(table)
+    return {split: predict(model, Batches(cache, parts[split]["image_id"], np.zeros(len(parts[split]), dtype=int),
+                                          batch_size, device=dev), preprocess) for split in splits}

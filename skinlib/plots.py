@@ -160,3 +160,34 @@ def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def confusions_side_by_side(tables: dict[str, pd.DataFrame], fmt: str = ".2f"):
+    """Several confusion matrices (e.g. the general model and the mix-model) side by side, one title each."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.3 * len(tables), 4.6), squeeze=False)
+    for ax, (title, table) in zip(axes[0], tables.items()):
+        heatmap(table.round(2) if fmt != "d" else table, title, fmt=fmt, ax=ax, cmap="Greens" if fmt != "d" else "Blues")
+    fig.tight_layout()
+    return fig
+
+
+def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cell: float = 1.9):
+    """Grad-CAM overlays: one row per key (its label on the left), each image with its own caption."""
+    n_rows = max(len(rows), 1)
+    cols = max((len(v) for v in rows.values()), default=1)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(cell * cols, cell * 1.05 * n_rows + 0.5), squeeze=False)
+    for r, (label, items) in enumerate(rows.items()):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(items):
+                image, caption = items[c]
+                ax.imshow(image)
+                ax.set_title(caption, fontsize=7)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

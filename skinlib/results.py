@@ -2,8 +2,9 @@
 
 ``results/<experiment>/<run>/`` holds ``params.json`` (resolved parameters), ``metrics.json``
 (per split), ``predictions.csv`` (per image: split, label, one probability column per class),
-``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv`` and ``run.json`` (status, timing,
-versions). A run is staged in a hidden folder and renamed into place when finished, so a folder under
+``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv``, ``run.json`` (status, timing,
+versions) and, for neural models, ``model.safetensors`` + ``model.json`` (weights and how to rebuild the model,
+see :func:`load_model`). A run is staged in a hidden folder and renamed into place when finished, so a folder under
 ``results/`` is always complete; re-running replaces it whole. Hidden folders left by a process that
 died are cleared by :func:`skinlib.stale.sweep` (``run_all.py`` runs it first); readers never list them.
 """
@@ -67,6 +68,14 @@ class RunRecorder:
         target = self.staging / "figures" / f"{name}.png"
         target.parent.mkdir(exist_ok=True)
         fig.savefig(target, dpi=110, bbox_inches="tight")
+
+    def model(self, model, spec) -> None:
+        """The model's weights (``model.safetensors``, shared tensors stored once) and its
+        :class:`~skinlib.models.spec.ModelSpec` (``model.json``); read back by :func:`load_model`."""
+        from safetensors.torch import save_model
+
+        save_model(model, str(self.staging / "model.safetensors"), metadata={"format": "pt"})
+        paths.write_atomic(self.staging / "model.json", _json(spec.to_dict()))
 
     def file(self, name: str) -> Path:
         """A path inside the run folder for anything else (e.g. an ISIC submission CSV)."""
@@ -136,3 +145,55 @@ def gather(experiment: str | None = None, root: Path | None = None, split: str =
             row.update({k: v for k, v in result.metrics.get(split, {}).items() if not isinstance(v, (dict, list))})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def has_model(experiment: str, run: str, root: Path | None = None) -> bool:
+    """True when the run folder keeps a model (``model.safetensors`` and ``model.json``)."""
+    folder = (Path(root) if root else paths.results_dir()) / experiment / run
+    return (folder / "model.safetensors").is_file() and (folder / "model.json").is_file()
+
+
+def load_model(experiment: str, run: str, root: Path | None = None, device: str = "cpu"):
+    """The recorded model in eval mode and its evaluation preprocessing, from safetensors + JSON only.
+
+    No training, no network (``pretrained`` is forced off; the run's own weights are loaded), no unpickling.
+
+    Args:
+        experiment, run: the run in the registry.
+        root: the registry folder (default: the workspace's ``results/``).
+        device: where the model and preprocessing are put.
+
+    Returns:
+        ``(model, preprocess)``: ``preprocess(uint8 batch)`` gives the model's input (a
+        :class:`~skinlib.data.transforms.Preprocess` in eval mode).
+
+    Raises:
+        FileNotFoundError: the run does not exist or kept no model (it was recorded without ``model=``).
+    """
+    from safetensors.torch import load_model as load_weights
+
+    from .data.transforms import Preprocess
+    from .models.spec import ModelSpec, build_model
+
+    result = load_run(experiment, run, root)
+    weights, spec_file = result.folder / "model.safetensors", result.folder / "model.json"
+    if not (weights.is_file() and spec_file.is_file()):
+        raise FileNotFoundError(f"run {experiment}/{run} kept no model ({weights.name} and {spec_file.name} missing in "
+                                f"{result.folder}); rerun its notebook to record one")
+    try:
+        spec = ModelSpec.from_dict(json.loads(spec_file.read_text()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{spec_file}: {exc}") from exc
+    model = build_model(spec)
+    load_weights(model, str(weights), strict=True, device=str(device))
+    model.to(device).eval()
+    preprocess = Preprocess(spec.mean, spec.std, grayscale=spec.grayscale).to(device).eval()
+    return model, preprocess
+
+
+def load_spec(experiment: str, run: str, root: Path | None = None):
+    """The :class:`~skinlib.models.spec.ModelSpec` of a recorded model (image size, classes, grey-scale, ...)."""
+    from .models.spec import ModelSpec
+
+    folder = load_run(experiment, run, root).folder
+    return ModelSpec.from_dict(json.loads((folder / "model.json").read_text()))

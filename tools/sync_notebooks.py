@@ -20,6 +20,7 @@ the nbstripout filter of `make lab`:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,15 @@ sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
 from skinlib.notebook_format import clean  # noqa: E402
+
+
+def default_run(outputs: Path, stem: str) -> Path | None:
+    """The executed copy of the run of `stem` that overrides no parameter but its name, if there is one."""
+    for record in sorted(outputs.glob(f"{stem}--*.run.json")):
+        info = json.loads(record.read_text())
+        if info.get("status") == "ok" and set(info.get("params", {})) <= {"run_name"}:
+            return record.with_name(record.name[:-len(".run.json")] + ".ipynb")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                  if not args.only or any(p.name.startswith(k) for k in args.only)]
     for path in notebooks:
         executed_path = path if args.stored else outputs / path.name
+        if not executed_path.is_file():        # a notebook run several times (`runs:`): its run on the defaults
+            executed_path = default_run(outputs, path.stem) or executed_path
         if not executed_path.is_file():
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
             return 1

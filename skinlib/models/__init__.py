@@ -2,5 +2,6 @@
 
 from .backbones import BACKBONES, WeightsError, create_backbone, normalization_of
 from .custom_cnn import ResidualCNN
+from .spec import FACTORIES, ModelSpec, build_model
 
-__all__ = ["BACKBONES", "ResidualCNN", "WeightsError", "create_backbone", "normalization_of"]
+__all__ = ["BACKBONES", "FACTORIES", "ModelSpec", "ResidualCNN", "WeightsError", "build_model", "create_backbone", "normalization_of"]

@@ -1,0 +1,249 @@
+"""Grad-CAM explanations (through the ``grad-cam`` package, pytorch_grad_cam) and a faithfulness check.
+
+Which layer a model is explained at, and how its activations become a 2-D map, is a :class:`CamTarget`:
+the last convolutional stage of a CNN, or the last block's patch tokens of a vision transformer reshaped to their
+grid. :func:`cam_target` finds it for skinlib's models; other kinds (e.g. CLIP image towers) plug in with
+:func:`register_target`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .models.backbones import Backbone
+from .models.custom_cnn import ResidualCNN
+
+
+@dataclass
+class CamTarget:
+    """Where Grad-CAM looks in a model.
+
+    Attributes:
+        layers: the module(s) whose activations and gradients make the map.
+        reshape_transform: turns those activations into (B, C, H, W) (None when they already are).
+    """
+
+    layers: list[nn.Module]
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def token_reshape(prefix_tokens: int, grid: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A reshape_transform for transformer tokens (B, prefix + H*W, C) -> (B, C, H, W), dropping the prefix
+    (class / register tokens).
+
+    Args:
+        prefix_tokens: tokens before the patch tokens (1 for a class token).
+        grid: patch grid (H, W).
+    """
+    h, w = int(grid[0]), int(grid[1])
+
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.dim() == 3 and tokens.shape[1] != prefix_tokens + h * w and tokens.shape[0] == prefix_tokens + h * w:
+            tokens = tokens.transpose(0, 1)                              # (tokens, B, C) layouts, e.g. open_clip
+        patches = tokens[:, prefix_tokens:, :]
+        return patches.reshape(patches.shape[0], h, w, patches.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def _timm_target(features: nn.Module) -> CamTarget:
+    if hasattr(features, "blocks") and hasattr(features, "patch_embed"):          # timm ViT, DINO
+        grid = features.patch_embed.grid_size
+        prefix = getattr(features, "num_prefix_tokens", 1)
+        return CamTarget([features.blocks[-1].norm1], token_reshape(prefix, grid))
+    info = getattr(features, "feature_info", None)
+    if info:
+        last = info[-1]["module"] if isinstance(info, list) else info.module_name()[-1]
+        return CamTarget([features.get_submodule(last)])
+    raise TypeError(f"no Grad-CAM target known for timm model {type(features).__name__}; "
+                    "register one with skinlib.explain.register_target")
+
+
+#: Model class -> function giving its CamTarget; looked up along the class hierarchy.
+TARGETS: dict[type, Callable[[nn.Module], CamTarget]] = {
+    ResidualCNN: lambda m: CamTarget([m.stages[-1]]),
+    Backbone: lambda m: _timm_target(m.features),
+}
+
+
+def register_target(kind: type, fn: Callable[[nn.Module], CamTarget]) -> None:
+    """Teach :func:`cam_target` a new model class (e.g. a CLIP image tower with a linear probe).
+
+    Args:
+        kind: the model class (subclasses match too).
+        fn: ``fn(model) -> CamTarget``; use :func:`token_reshape` for transformer tokens.
+    """
+    TARGETS[kind] = fn
+
+
+def cam_target(model: nn.Module) -> CamTarget:
+    """The layer(s) and reshape Grad-CAM uses for `model` (last stage of a CNN, last block's tokens of a ViT).
+
+    Raises:
+        TypeError: for a model class nobody registered (names the class and :func:`register_target`).
+    """
+    for kind in type(model).__mro__:
+        if kind in TARGETS:
+            return TARGETS[kind](model)
+    try:
+        return _timm_target(model)
+    except TypeError:
+        raise TypeError(f"no Grad-CAM target known for {type(model).__name__}; known: "
+                        f"{', '.join(k.__name__ for k in TARGETS)}. Register one with "
+                        "skinlib.explain.register_target(kind, fn)") from None
+
+
+def layer_names(model: nn.Module) -> str:
+    """The qualified names of the layers Grad-CAM uses for `model` (e.g. ``features.layer4``)."""
+    layers = {id(m) for m in cam_target(model).layers}
+    return ", ".join(name for name, m in model.named_modules() if id(m) in layers)
+
+
+def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batch_size: int = 32) -> np.ndarray:
+    """Grad-CAM maps (n, H, W) in [0, 1] at the input's resolution, for class `classes[i]` of image i.
+
+    Args:
+        model: a classifier in eval mode.
+        inputs: preprocessed images (n, 3, H, W) on the model's device.
+        classes: the class explained for each image (the prediction, the truth, or another class).
+        batch_size: images per Grad-CAM pass.
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    target = cam_target(model)
+    model.eval()
+    maps = []
+    frozen = [p for p in model.parameters() if not p.requires_grad]     # a frozen backbone still needs gradients
+    for p in frozen:                                                     # to flow back to its last stage
+        p.requires_grad_(True)
+    try:
+        with GradCAM(model=model, target_layers=target.layers, reshape_transform=target.reshape_transform) as cam:
+            for start in range(0, len(inputs), batch_size):
+                chunk = inputs[start:start + batch_size]
+                targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
+                maps.append(cam(input_tensor=chunk, targets=targets))
+    finally:
+        for p in frozen:
+            p.requires_grad_(False)
+        model.zero_grad(set_to_none=True)
+    return np.concatenate(maps).astype(np.float32) if maps else np.zeros((0, *inputs.shape[2:]), np.float32)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.45) -> np.ndarray:
+    """The map as a colour heat map over a uint8 (H, W, 3) image, as uint8 (the package's ``show_cam_on_image``)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    return show_cam_on_image(np.asarray(image, np.float32) / 255, cam, use_rgb=True, image_weight=1 - weight)
+
+
+def random_maps(n: int, shape: Sequence[int], seed: int = 0, cells: int = 4) -> np.ndarray:
+    """Smooth random maps (n, H, W) in [0, 1]: upsampled `cells` x `cells` noise, blob-shaped like Grad-CAM maps,
+    the baseline of :func:`faithfulness`."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(n, 1, cells, cells, generator=g)
+    up = torch.nn.functional.interpolate(noise, size=tuple(shape), mode="bicubic", align_corners=False)[:, 0]
+    lo = up.amin((1, 2), keepdim=True)
+    hi = up.amax((1, 2), keepdim=True)
+    return ((up - lo) / (hi - lo + 1e-8)).numpy().astype(np.float32)
+
+
+def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classes: Sequence[int],
+                 percentile: int = 80, seed: int = 0) -> pd.DataFrame:
+    """Does removing what the map points at hurt the model more than removing a random area of the same size?
+
+    Uses the package's ROAD metric (remove-most-relevant-first with noisy linear imputation,
+    ``pytorch_grad_cam.metrics.road``): the pixels above the map's `percentile` are imputed from their
+    neighbours and the softmax probability of the explained class is measured again. The same is done with a
+    smooth random map (:func:`random_maps`), which removes the same number of pixels.
+
+    Args:
+        model: the classifier (eval mode).
+        inputs: preprocessed images (n, 3, H, W).
+        maps: Grad-CAM maps (n, H, W) for `classes`.
+        classes: the explained class per image.
+        percentile: pixels above this percentile of each map are removed (80: the top 20 %).
+        seed: seed of the random maps.
+
+    Returns:
+        one row per image: ``p`` (before), ``drop_cam`` and ``drop_random`` (probability lost; positive = hurt).
+    """
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
+    metric = ROADMostRelevantFirst(percentile=percentile)
+    with torch.no_grad():
+        p = torch.softmax(model(inputs).float(), 1)[torch.arange(len(inputs)), torch.as_tensor(list(classes))]
+    drop_cam = -metric(inputs, maps, targets, model)
+    drop_random = -metric(inputs, random_maps(len(inputs), inputs.shape[2:], seed), targets, model)
+    return pd.DataFrame({"p": p.cpu().numpy(), "drop_cam": drop_cam, "drop_random": drop_random})
+
+
+def faithfulness_summary(table: pd.DataFrame) -> dict[str, float]:
+    """Mean drops, their difference, and the share of images where the map's area hurt more than the random one."""
+    return {"images": len(table), "drop_cam": float(table["drop_cam"].mean()),
+            "drop_random": float(table["drop_random"].mean()),
+            "cam_minus_random": float((table["drop_cam"] - table["drop_random"]).mean()),
+            "share_cam_hurts_more": float((table["drop_cam"] > table["drop_random"]).mean())}
+
+
+@dataclass
+class Subject:
+    """A registry model and the test images it is explained on.
+
+    Attributes:
+        name: ``experiment/run``.
+        model: the model in eval mode; ``spec`` its :class:`~skinlib.models.spec.ModelSpec`.
+        images: uint8 (n, S, S, 3) at the cache's resolution (what the overlays are drawn on).
+        inputs: the preprocessed images (n, 3, S, S) the model sees.
+        labels, predicted: true and predicted class per image; ``proba`` the probabilities.
+        image_ids: the images' ids.
+    """
+
+    name: str
+    model: nn.Module
+    spec: object
+    images: np.ndarray
+    inputs: torch.Tensor
+    labels: np.ndarray
+    predicted: np.ndarray
+    proba: np.ndarray
+    image_ids: np.ndarray
+
+    def maps(self, index: Sequence[int], classes: Sequence[int] | None = None) -> np.ndarray:
+        """Grad-CAM maps of images `index` for `classes` (default: the predicted class)."""
+        index = np.asarray(index, int)
+        classes = self.predicted[index] if classes is None else classes
+        return gradcam(self.model, self.inputs[index], list(classes))
+
+
+def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFrame, device: str = "cpu",
+                 root=None) -> Subject:
+    """A registry model with `part`'s images (e.g. the test split), its inputs and predictions.
+
+    Args:
+        experiment, run: a run recorded with its model.
+        part: the images to explain (``image_id``, ``label``).
+        table: the whole split catalog (its image cache at the model's size is used or built).
+        device: where the model runs.
+        root: the registry folder.
+    """
+    from .data.cache import build_cache
+    from .results import load_model, load_spec
+
+    spec = load_spec(experiment, run, root)
+    model, preprocess = load_model(experiment, run, root, device=device)
+    images = build_cache(table, spec.image_size).images(part["image_id"].to_numpy())
+    with torch.no_grad():
+        inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
+        proba = torch.cat([torch.softmax(model(inputs[i:i + 64]).float(), 1) for i in range(0, len(inputs), 64)])
+    proba = proba.cpu().numpy()
+    return Subject(f"{experiment}/{run}", model, spec, images, inputs, part["label"].to_numpy(), proba.argmax(1),
+                   proba, part["image_id"].to_numpy())

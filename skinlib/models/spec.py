@@ -1,0 +1,92 @@
+"""Model specifications: how to rebuild a recorded model from plain JSON, never from pickles.
+
+A run folder keeps ``model.safetensors`` (the weights) and ``model.json`` (a :class:`ModelSpec`: a factory
+name from :data:`FACTORIES`, its keyword arguments, and the evaluation preprocessing). Other model kinds plug in
+by adding their factory to :data:`FACTORIES` (e.g. ``FACTORIES["clip_probe"] = build_clip_probe``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from .backbones import create_backbone
+from .custom_cnn import ResidualCNN
+
+#: Factory name -> callable building the (untrained) model from JSON-able keyword arguments.
+FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    "residual_cnn": ResidualCNN,
+    "backbone": create_backbone,
+}
+
+
+@dataclass
+class ModelSpec:
+    """What rebuilds a model and its evaluation preprocessing.
+
+    Args:
+        factory: a key of :data:`FACTORIES`.
+        kwargs: keyword arguments of the factory (JSON values only: numbers, strings, lists, dicts, None).
+        mean, std: per-channel normalisation the model was trained with.
+        image_size: side of the input images.
+        grayscale: the model sees grey-scale images (3 identical channels).
+        classes: class codes of the outputs, in order (None: the seven HAM10000 classes).
+    """
+
+    factory: str
+    kwargs: dict[str, Any]
+    mean: list[float]
+    std: list[float]
+    image_size: int
+    grayscale: bool = False
+    classes: list[str] | None = field(default=None)
+
+    def __post_init__(self):
+        self.mean = [float(v) for v in self.mean]
+        self.std = [float(v) for v in self.std]
+        self.image_size = int(self.image_size)
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need 3 values each, got {self.mean} and {self.std}")
+        if self.classes is not None:
+            self.classes = [str(c) for c in self.classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as a JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        """A spec from :meth:`to_dict`'s output (unknown keys -> ValueError naming them)."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        missing = {"factory", "kwargs", "mean", "std", "image_size"} - set(data)
+        if unknown or missing:
+            raise ValueError(f"model spec: unknown keys {sorted(unknown)}, missing keys {sorted(missing)} "
+                             f"(expected {sorted(known)})")
+        return cls(**data)
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    """An untrained model of `spec`'s architecture; ``pretrained=False`` is forced (weights come from the run folder).
+
+    Args:
+        spec: the model specification.
+
+    Raises:
+        ValueError: for a factory not in :data:`FACTORIES` (the message lists them).
+    """
+    if spec.factory not in FACTORIES:
+        raise ValueError(f"unknown model factory {spec.factory!r}; known factories: {', '.join(sorted(FACTORIES))} "
+                         "(add new kinds to skinlib.models.spec.FACTORIES)")
+    factory = FACTORIES[spec.factory]
+    kwargs = dict(spec.kwargs)
+    try:
+        accepts = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepts = {}
+    if "pretrained" in accepts:
+        kwargs["pretrained"] = False
+    return factory(**kwargs)
