@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-WEIGHTS_ENV = "SKINLIB_WEIGHTS"
+from .weights import WEIGHTS_ENV, WeightsError, hub_mode, offline_hint, weights_folder
 
 #: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
 BACKBONES: dict[str, str] = {
@@ -25,10 +25,6 @@ BACKBONES: dict[str, str] = {
 _ALIASES = {"dino": "vit_small_patch16_224.dino", "dino_vits16": "vit_small_patch16_224.dino",
             "vit_b32": "vit_base_patch32_224", "mobilenet_v2": "mobilenetv2", "inceptionresnetv2": "inception_resnet_v2",
             "legacy_xception": "xception"}
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights that cannot be found; the message says where to put them."""
 
 
 def timm_name(name: str) -> str:
@@ -110,24 +106,30 @@ def create_backbone(
     kwargs: dict = {"num_classes": 0, "drop_rate": drop_rate}
     if image_size is not None and "vit" in model_name:
         kwargs["img_size"] = image_size
-    weights_dir = weights_dir or os.environ.get(WEIGHTS_ENV)
+    weights_dir = weights_folder(weights_dir)
     if pretrained and weights_dir:
-        path = _weights_file(model_name, Path(weights_dir).expanduser())
+        path = _weights_file(model_name, weights_dir)
         if path is None:
             raise WeightsError(
                 f"no weights for {model_name} in {weights_dir}: expected {model_name}.safetensors (or .pth, or "
                 f"{model_name.split('.')[0]}/model.safetensors). Download 'timm/{model_name}' from the Hugging Face hub "
                 "on a machine with internet access and copy the file there, or set pretrained=False.")
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    online = True
     try:
-        features = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        if pretrained and not weights_dir:
+            with hub_mode() as online:         # offline: the hub cache only, failing in seconds, not a minute
+                features = timm.create_model(model_name, pretrained=True, **kwargs)
+        else:
+            features = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except WeightsError:
         raise
     except Exception as exc:
         if not pretrained:
             raise
         raise WeightsError(
-            f"could not load pretrained weights for {model_name} ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"could not load pretrained weights for {model_name} ({offline_hint(online)}{type(exc).__name__}: "
+            f"{str(exc)[:200]}). "
             f"Offline? Put {model_name}.safetensors from 'timm/{model_name}' on the Hugging Face hub in a folder and "
             f"pass weights_dir= (or set {WEIGHTS_ENV}); or set pretrained=False.") from exc
     dim = getattr(features, "head_hidden_size", None) or features.num_features   # vgg: 4096 after pre-logits
