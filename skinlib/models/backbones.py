@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .weights import WEIGHTS_ENV, WeightsError, hub_mode, offline_hint, weights_folder
+from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
 
 #: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
 BACKBONES: dict[str, str] = {
@@ -128,8 +128,7 @@ def create_backbone(
         if not pretrained:
             raise
         raise WeightsError(
-            f"could not load pretrained weights for {model_name} ({offline_hint(online)}{type(exc).__name__}: "
-            f"{str(exc)[:200]}). "
+            f"could not load pretrained weights for {model_name} ({offline_hint(online)}{brief(exc)}). "
             f"Offline? Put {model_name}.safetensors from 'timm/{model_name}' on the Hugging Face hub in a folder and "
             f"pass weights_dir= (or set {WEIGHTS_ENV}); or set pretrained=False.") from exc
     dim = getattr(features, "head_hidden_size", None) or features.num_features   # vgg: 4096 after pre-logits

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from ..data.labels import CLASSES, LONG_NAMES
 from .backbones import freeze
-from .weights import WEIGHTS_ENV, WeightsError, hub_mode, offline_hint, weights_folder
+from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
 
 #: Narrow architectures for the quick CPU run, trained from scratch through the same code path as the real
 #: models: an open_clip model config (ViT image tower, small text tower) and a ``BlipVisionConfig``.
@@ -244,8 +244,7 @@ def create_clip(
         if not pretrained and not hf_hub:
             raise
         raise WeightsError(
-            f"could not load {name} ({tag if not hf_hub else 'hub'}) ({offline_hint(online)}{type(exc).__name__}: "
-            f"{str(exc)[:200]}). Offline? Put {_clip_source(name, tag)} in a folder as "
+            f"could not load {name} ({tag if not hf_hub else 'hub'}) ({offline_hint(online)}{brief(exc)}). Offline? Put {_clip_source(name, tag)} in a folder as "
             f"{name.split('/')[-1] + '/' if hf_hub else f'{name}.{tag}.safetensors'} and pass weights_dir= (or set "
             f"{WEIGHTS_ENV}); or set pretrained=False.") from exc
     for n, p in clip.named_parameters():                      # the text tower (and logit scale) never trains
@@ -394,7 +393,7 @@ def create_blip(
                 visual, mean, std, native = _load_blip_vision(source)
         except Exception as exc:
             raise WeightsError(
-                f"could not load {name} ({offline_hint(online)}{type(exc).__name__}: {str(exc)[:200]}). Offline? Put "
+                f"could not load {name} ({offline_hint(online)}{brief(exc)}). Offline? Put "
                 f"the hub repository {name!r} (config.json, model.safetensors, preprocessor_config.json) in a folder "
                 f"{name.split('/')[-1]}/ inside weights_dir (or {WEIGHTS_ENV}); or set pretrained=False.") from exc
     else:

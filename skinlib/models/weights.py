@@ -94,6 +94,11 @@ def hub_mode() -> Iterator[bool]:
         hf.HF_HUB_OFFLINE = saved
 
 
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line, for a WeightsError message."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:limit]}"
+
+
 def offline_hint(online: bool) -> str:
     """A few words on why a hub load failed, for a WeightsError message."""
     return "" if online else "the Hugging Face hub is unreachable from this machine (offline) and the weights are not in its local cache; "
