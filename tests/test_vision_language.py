@@ -203,3 +203,18 @@ def test_hub_probe_is_quick_and_honours_the_offline_flag(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights_module.hub_reachable() is False
     assert not weights_module._connects("10.255.255.1", 443, timeout=0.5)   # unroutable: gives up on time
+
+
+def test_study_c_augmentation_is_a_random_flipped_crop():
+    from skinlib.data.transforms import augmentation
+
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(32, 3, 64, 64).contiguous()
+    out = augmentation("study_c", interpolation="nearest")(ramp)
+    rows = out[:, 0, 0]                                          # one row per image: a window of the ramp
+    steps = rows.diff(dim=1)
+    increasing, decreasing = (steps >= 0).all(1), (steps <= 0).all(1)
+    assert (increasing | decreasing).all() and increasing.any() and decreasing.any()     # flipped about half
+    span = rows.max(1).values - rows.min(1).values
+    assert torch.allclose(span, torch.full_like(span, 55 / 63), atol=0.02)             # 224 / 256 of the side
+    assert rows.min(1).values.unique().numel() > 5                                        # at random places
