@@ -34,6 +34,9 @@ TINY_CLIP: dict[str, Any] = {
 }
 TINY_BLIP: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                              "num_attention_heads": 2, "image_size": 64, "patch_size": 8}
+#: BLIP's configs initialise weights with a standard deviation of 1e-10 (meant to be overwritten by a checkpoint);
+#: a tower trained from scratch starts from ViT's usual 0.02 instead, unless `config` says otherwise.
+SCRATCH_INIT_STD = 0.02
 
 #: Prompt sets for zero-shot classification and the prompt head: templates x class names (``codes``: the short
 #: class codes; ``names``: the long diagnosis names). Several templates are averaged (template ensembling).
@@ -202,7 +205,8 @@ def create_clip(
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, naming the file expected.
     """
-    import open_clip
+    with _quiet():
+        import open_clip
 
     if not 0.0 <= freeze_fraction <= 1.0:
         raise ValueError(f"freeze_fraction must be within [0, 1], got {freeze_fraction}")
@@ -375,7 +379,8 @@ def create_blip(
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, naming the folder expected.
     """
-    from transformers import BlipVisionConfig, BlipVisionModel
+    with _quiet():
+        from transformers import BlipVisionConfig, BlipVisionModel
 
     folder = weights_folder(weights_dir)
     if pretrained:
@@ -397,7 +402,7 @@ def create_blip(
                 f"the hub repository {name!r} (config.json, model.safetensors, preprocessor_config.json) in a folder "
                 f"{name.split('/')[-1]}/ inside weights_dir (or {WEIGHTS_ENV}); or set pretrained=False.") from exc
     else:
-        settings = dict(config or {})
+        settings = {"initializer_range": SCRATCH_INIT_STD, **(config or {})}
         if image_size is not None:
             settings["image_size"] = image_size
         with _quiet():
