@@ -69,7 +69,7 @@ def small_data(synthetic_small):
     catalog = load_catalog(synthetic_small, layout="ham10000")
     split = make_split(catalog, seed=0)["split"].to_numpy()
     cache = build_cache(catalog, 64)
-    parts = {s: catalog[split == s] for s in ("train", "val")}
+    parts = {s: catalog[split == s].head(96) for s in ("train", "val")}          # a few batches suffice
     return (Batches(cache, parts["train"]["image_id"], parts["train"]["label"], 16, shuffle=True, drop_last=True),
             Batches(cache, parts["val"]["image_id"], parts["val"]["label"], 32))
 
@@ -81,7 +81,7 @@ def test_fit_never_changes_the_text_tower(small_data):
     head_before = model.head.weight.detach().clone()
     grads = []
     pre = Preprocess(*normalization_of(model))
-    fit(model, *small_data, pre, pre, FitConfig(max_epochs=2, lr=1e-3, weight_decay=0.05, seed=0), log=io.StringIO(),
+    fit(model, *small_data, pre, pre, FitConfig(max_epochs=1, lr=1e-3, weight_decay=0.05, seed=0), log=io.StringIO(),
         on_epoch_end=lambda epoch, row, m: grads.append([p.grad for n, p in m.clip.named_parameters()
                                                          if not n.startswith("visual.")]))
     for name, param in model.clip.named_parameters():
@@ -202,7 +202,9 @@ def test_hub_probe_is_quick_and_honours_the_offline_flag(monkeypatch):
     assert time.perf_counter() - start < 4
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights_module.hub_reachable() is False
-    assert not weights_module._connects("10.255.255.1", 443, timeout=0.5)   # unroutable: gives up on time
+    start = time.perf_counter()
+    assert not weights_module._connects("skinlib-no-network.invalid", 443, timeout=1.0)
+    assert time.perf_counter() - start < 2
 
 
 def test_study_c_augmentation_is_a_random_flipped_crop():
