@@ -220,3 +220,11 @@ def test_study_c_augmentation_is_a_random_flipped_crop():
     span = rows.max(1).values - rows.min(1).values
     assert torch.allclose(span, torch.full_like(span, 55 / 63), atol=0.02)             # 224 / 256 of the side
     assert rows.min(1).values.unique().numel() > 5                                        # at random places
+
+
+def test_image_size_reaches_a_given_config():
+    clip, blip = tiny_clip(image_size=96), tiny_blip(image_size=96)
+    with torch.no_grad():
+        assert clip.eval()(torch.randn(1, 3, 96, 96)).shape == blip.eval()(torch.randn(1, 3, 96, 96)).shape == (1, 7)
+    assert clip.pretrained_cfg["input_size"] == blip.pretrained_cfg["input_size"] == (3, 96, 96)
+    assert TINY_CLIP["vision_cfg"]["image_size"] == 64                     # the shared default is left alone

@@ -10,6 +10,7 @@ module mapping a normalised image batch (B, 3, S, S) to logits (B, num_classes),
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import warnings
@@ -217,9 +218,11 @@ def create_clip(
     names = list(class_names) if class_names else class_names_for(num_classes)
     if head == "prompt" and len(names) != max(2, num_classes):
         raise ValueError(f"{len(names)} class_names for {num_classes} outputs")
-    kwargs: dict[str, Any] = dict(config or {})
+    kwargs: dict[str, Any] = copy.deepcopy(config or {})
     if image_size is not None:
         kwargs["force_image_size"] = image_size
+        if "vision_cfg" in kwargs:                            # a given config replaces the one open_clip resizes
+            kwargs["vision_cfg"]["image_size"] = image_size
     folder = weights_folder(weights_dir)
     source, pretrained_arg, online = name, None, True
     if pretrained and folder is not None:
@@ -240,8 +243,9 @@ def create_clip(
             pretrained_arg = str(path)
     elif pretrained and not hf_hub:
         pretrained_arg = tag
+    hub = hub_mode() if pretrained or hf_hub else contextlib.nullcontext(True)   # from scratch: no hub, no probe
     try:
-        with _quiet(), hub_mode() as online:
+        with _quiet(), hub as online:
             clip = open_clip.create_model(source, pretrained=pretrained_arg, load_weights=pretrained, **kwargs)
             tokenizer = open_clip.get_tokenizer(source, context_length=clip.context_length)
     except Exception as exc:
