@@ -16,7 +16,7 @@ from skinlib.data.cache import build_cache
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess
 from skinlib.models import (TINY_BLIP, TINY_CLIP, WeightsError, create_backbone, create_blip, create_clip,
-                            normalization_of, zero_shot)
+                            input_size_of, normalization_of, zero_shot)
 from skinlib.models import weights as weights_module
 from skinlib.models.vision_language import prompts
 from skinlib.train import FitConfig, fit
@@ -227,4 +227,5 @@ def test_image_size_reaches_a_given_config():
     with torch.no_grad():
         assert clip.eval()(torch.randn(1, 3, 96, 96)).shape == blip.eval()(torch.randn(1, 3, 96, 96)).shape == (1, 7)
     assert clip.pretrained_cfg["input_size"] == blip.pretrained_cfg["input_size"] == (3, 96, 96)
+    assert input_size_of(clip) == input_size_of(blip) == 96
     assert TINY_CLIP["vision_cfg"]["image_size"] == 64                     # the shared default is left alone

@@ -1,7 +1,7 @@
 """Models: the custom residual CNN, the timm backbone factory, CLIP / BLIP classifiers, and the HOG + random-forest
 pipeline."""
 
-from .backbones import BACKBONES, create_backbone, normalization_of
+from .backbones import BACKBONES, create_backbone, input_size_of, normalization_of
 from .custom_cnn import ResidualCNN
 from .vision_language import (BLIP_MODELS, PROMPT_SETS, TINY_BLIP, TINY_CLIP, BLIPClassifier, CLIPClassifier,
                               create_blip, create_clip, zero_shot)
@@ -9,4 +9,4 @@ from .weights import WeightsError, hub_reachable
 
 __all__ = ["BACKBONES", "BLIP_MODELS", "BLIPClassifier", "CLIPClassifier", "PROMPT_SETS", "ResidualCNN", "TINY_BLIP",
            "TINY_CLIP", "WeightsError", "create_backbone", "create_blip", "create_clip", "hub_reachable",
-           "normalization_of", "zero_shot"]
+           "input_size_of", "normalization_of", "zero_shot"]

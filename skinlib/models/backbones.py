@@ -154,8 +154,15 @@ def freeze(module: nn.Module, fraction: float) -> None:
 
 
 def normalization_of(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The (mean, std) a pretrained backbone expects, from its own timm config; None for other models."""
+    """The (mean, std) a pretrained model expects, from its own timm, open_clip or BLIP preprocessing config;
+    None for other models."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if "mean" in cfg and "std" in cfg:
         return tuple(cfg["mean"]), tuple(cfg["std"])
     return None
+
+
+def input_size_of(model: nn.Module) -> int | None:
+    """The image side a model was built for (CLIP, BLIP, ViTs), from the same config; None when it has none."""
+    size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    return int(size[-1]) if size else None
