@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
-AUGMENTATIONS = ("study_a", "study_e", "none")
+AUGMENTATIONS = ("study_a", "study_e", "study_c", "none")
 INTERPOLATIONS = ("bilinear", "nearest")
 HEADS = ("linear", "study_e")
 GROUP_BY = ("auto", "lesion", "patient", "image")

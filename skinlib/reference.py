@@ -33,6 +33,17 @@ REPORTED: list[dict] = [
      "match": _transfer("vgg19", "study_e")},
     {"study": "E", "model": "ViT-B/32", "backbone": "vit_base_patch32_224", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.74,
      "match": _transfer("vit_base_patch32_224", "study_e")},
+    # vision-language models (notebook 06); study C reports validation accuracy only
+    {"study": "A", "model": "CLIP ViT-B/32, text frozen, linear head", "backbone": "clip", "variant": "linear", "accuracy": 0.8496, "f1_weighted": 0.8464,
+     "match": {"experiment": "vision_language", "family": "clip", "head": "linear"}},
+    {"study": "A", "model": "BLIP vision encoder (last layer trained), linear head", "backbone": "blip", "variant": "linear", "accuracy": 0.8323, "f1_weighted": 0.8203,
+     "match": {"experiment": "vision_language", "family": "blip"}},
+    {"study": "C", "model": "CLIP with diagnosis prompts", "backbone": "clip", "variant": "prompt", "split": "val", "accuracy": 0.818,
+     "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "weight_decay": 0.0, "augment": "none"}},
+    {"study": "C", "model": "CLIP with diagnosis prompts, weight decay 0.01", "backbone": "clip", "variant": "prompt, weight decay", "split": "val", "accuracy": 0.804,
+     "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "weight_decay": 0.01}},
+    {"study": "C", "model": "CLIP with diagnosis prompts, augmented", "backbone": "clip", "variant": "prompt, aug", "split": "val", "accuracy": 0.791,
+     "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "augment": "study_c"}},
 ]
 
 #: Study E's combinations (section 3.5): averaging and voting of its top 3 RGB models (ResNet50, Xception,
@@ -56,6 +67,7 @@ def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
 def reported(backbone: str | None = None) -> pd.DataFrame:
     """The studies' reported numbers, optionally for one backbone (columns it has no number in left out)."""
     table = pd.DataFrame(REPORTED).drop(columns="match")
+    table.insert(3, "split", table.pop("split").fillna("test"))
     return _without_empty_columns(table[table["backbone"] == backbone] if backbone else table).reset_index(drop=True)
 
 
@@ -108,3 +120,48 @@ def beside(runs: pd.DataFrame) -> pd.DataFrame:
             "paper_f1_kind": f1_kind.replace("f1_", "") if paper is not None else "",
         })
     return _without_empty_columns(pd.DataFrame(rows)).set_index("run") if rows else pd.DataFrame(rows)
+
+
+def vision_language_variant(family: str, head: str | None, weight_decay: float | None = 0.0, augment: str | None = "none") -> str:
+    """The studies' wording of a vision-language run: ``linear`` (study A), ``prompt`` with ``weight decay`` or
+    ``aug`` (study C's base, regularised and augmented runs; our prompt head stands for their prompts)."""
+    if family == "blip" or head != "prompt":
+        return head or "linear"
+    extras = (["weight decay"] if weight_decay else []) + ([] if augment in (None, "none") else ["aug"])
+    return ", ".join(["prompt", *extras[:1]])
+
+
+def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
+    """Vision-language runs (from :func:`skinlib.results.gather` with family, head, weight_decay, augment and a
+    ``val_accuracy`` column) and transfer runs (as for :func:`beside`), each with the paper's number for the same
+    model and variant where one exists; columns empty in every row are left out.
+
+    Args:
+        vision_language: runs of the ``vision_language`` experiment.
+        transfer: runs of the ``transfer`` experiment.
+    """
+    table = reported()
+    rows = []
+    for _, run in vision_language.iterrows():
+        family = run.get("family") or ""
+        variant = "zero-shot" if run.get("head") == "zero-shot" else vision_language_variant(
+            family, run.get("head"), run.get("weight_decay"), run.get("augment"))
+        match = table[(table["backbone"] == family) & (table["variant"] == variant)]
+        paper = match.iloc[0] if len(match) else None
+        rows.append({
+            "experiment": "vision_language", "run": run["run"], "model": family, "variant": variant,
+            "balanced_accuracy": run.get("balanced_accuracy"), "accuracy": run.get("accuracy"),
+            "val_accuracy": run.get("val_accuracy"), "f1_macro": run.get("f1_macro"), "f1_weighted": run.get("f1_weighted"),
+            "paper": f"study {paper['study']}" if paper is not None else "",
+            "paper_split": paper["split"] if paper is not None else "",
+            "paper_accuracy": paper["accuracy"] if paper is not None else float("nan"),
+            "paper_f1": paper.get("f1_weighted", float("nan")) if paper is not None else float("nan"),
+            "paper_f1_kind": "weighted" if paper is not None and pd.notna(paper.get("f1_weighted")) else "",
+        })
+    if len(transfer):
+        for _, row in beside(transfer).iterrows():
+            rows.append({"experiment": "transfer", "model": row["backbone"], **row.drop("backbone").to_dict(),
+                         "paper_split": "test" if row["paper"] else ""})
+    out = pd.DataFrame(rows)
+    empty = [c for c in out.columns if out[c].isna().all() or (out[c].astype(str) == "").all()]
+    return out.drop(columns=empty)

@@ -224,8 +224,25 @@ class StudyEAugment(Augment):
         return _rescale(warped, 1 / value_range, normalise, inplace=True)
 
 
+class StudyCAugment(Augment):
+    """Study C's augmented copies: resize to 256, random crop 224, horizontal flip p 0.5: a random square crop of
+    224 / 256 of the side, resized back to the input size, and flipped."""
+
+    crop = 224 / 256
+
+    def forward(self, x: torch.Tensor, value_range: float = 1.0,
+                normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        n, dev = x.shape[0], x.device
+        flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
+        matrix = torch.zeros(n, 2, 2, device=dev)
+        matrix[:, 0, 0], matrix[:, 1, 1] = flip * self.crop, self.crop
+        offset = _uniform(2 * n, -(1 - self.crop), 1 - self.crop, dev).view(n, 2)   # the crop's centre
+        warped = _warp(x, matrix, offset, "border", self.interpolation, self.scratch)
+        return _rescale(warped, 1 / value_range, normalise, inplace=True)
+
+
 def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
-    """The training augmentation `kind` (``study_a``, ``study_e`` or ``none``).
+    """The training augmentation `kind` (``study_a``, ``study_e``, ``study_c`` or ``none``).
 
     `interpolation` samples the one composed geometric warp: ``bilinear`` (smoother, the default) or
     ``nearest`` (torchvision's default for rotation and translation; about twice as fast on a CPU).
@@ -235,6 +252,8 @@ def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
         return StudyAAugment(interpolation)
     if kind == "study_e":
         return StudyEAugment(interpolation)
+    if kind == "study_c":
+        return StudyCAugment(interpolation)
     return NoAugment(interpolation)
 
 

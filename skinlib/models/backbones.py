@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from .. import knobs
-
-WEIGHTS_ENV = "SKINLIB_WEIGHTS"
+from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
 
 #: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
 BACKBONES: dict[str, str] = {
@@ -27,10 +26,6 @@ BACKBONES: dict[str, str] = {
 _ALIASES = {"dino": "vit_small_patch16_224.dino", "dino_vits16": "vit_small_patch16_224.dino",
             "vit_b32": "vit_base_patch32_224", "mobilenet_v2": "mobilenetv2", "inceptionresnetv2": "inception_resnet_v2",
             "legacy_xception": "xception"}
-
-
-class WeightsError(RuntimeError):
-    """Pretrained weights that cannot be found; the message says where to put them."""
 
 
 def timm_name(name: str) -> str:
@@ -117,24 +112,29 @@ def create_backbone(
     kwargs: dict = {"num_classes": 0, "drop_rate": drop_rate}
     if image_size is not None and "vit" in model_name:
         kwargs["img_size"] = image_size
-    weights_dir = weights_dir or os.environ.get(WEIGHTS_ENV)
+    weights_dir = weights_folder(weights_dir)
     if pretrained and weights_dir:
-        path = _weights_file(model_name, Path(weights_dir).expanduser())
+        path = _weights_file(model_name, weights_dir)
         if path is None:
             raise WeightsError(
                 f"no weights for {model_name} in {weights_dir}: expected {model_name}.safetensors (or .pth, or "
                 f"{model_name.split('.')[0]}/model.safetensors). Download 'timm/{model_name}' from the Hugging Face hub "
                 "on a machine with internet access and copy the file there, or set pretrained=False.")
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    online = True
     try:
-        features = timm.create_model(model_name, pretrained=pretrained, **kwargs)
+        if pretrained and not weights_dir:
+            with hub_mode() as online:         # offline: the hub cache only, failing in seconds, not a minute
+                features = timm.create_model(model_name, pretrained=True, **kwargs)
+        else:
+            features = timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except WeightsError:
         raise
     except Exception as exc:
         if not pretrained:
             raise
         raise WeightsError(
-            f"could not load pretrained weights for {model_name} ({type(exc).__name__}: {str(exc)[:200]}). "
+            f"could not load pretrained weights for {model_name} ({offline_hint(online)}{brief(exc)}). "
             f"Offline? Put {model_name}.safetensors from 'timm/{model_name}' on the Hugging Face hub in a folder and "
             f"pass weights_dir= (or set {WEIGHTS_ENV}); or set pretrained=False.") from exc
     dim = getattr(features, "head_hidden_size", None) or features.num_features   # vgg: 4096 after pre-logits
@@ -160,8 +160,15 @@ def freeze(module: nn.Module, fraction: float) -> None:
 
 
 def normalization_of(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The (mean, std) a pretrained backbone expects, from its own timm config; None for other models."""
+    """The (mean, std) a pretrained model expects, from its own timm, open_clip or BLIP preprocessing config;
+    None for other models."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
     if "mean" in cfg and "std" in cfg:
         return tuple(cfg["mean"]), tuple(cfg["std"])
     return None
+
+
+def input_size_of(model: nn.Module) -> int | None:
+    """The image side a model was built for (CLIP, BLIP, ViTs), from the same config; None when it has none."""
+    size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+    return int(size[-1]) if size else None

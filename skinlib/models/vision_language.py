@@ -1,0 +1,428 @@
+"""Vision-language models: CLIP (open_clip) and BLIP's vision tower (transformers) as image classifiers, and
+CLIP zero-shot classification with prompt sets.
+
+Both factories are rebuilt from their keyword arguments alone (strings, numbers, lists, dicts), so a saved run
+is restored by calling the factory again with ``pretrained=False`` and loading the state dict. Both return a
+module mapping a normalised image batch (B, 3, S, S) to logits (B, num_classes), with ``pretrained_cfg``
+(mean, std, input size) read by :func:`skinlib.models.normalization_of` and the image tower at ``.visual``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..data.labels import CLASSES, LONG_NAMES
+from .backbones import freeze
+from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
+
+#: Narrow architectures for the quick CPU run, trained from scratch through the same code path as the real
+#: models: an open_clip model config (ViT image tower, small text tower) and a ``BlipVisionConfig``.
+TINY_CLIP: dict[str, Any] = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+}
+TINY_BLIP: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                             "num_attention_heads": 2, "image_size": 64, "patch_size": 8}
+#: BLIP's configs initialise weights with a standard deviation of 1e-10 (meant to be overwritten by a checkpoint);
+#: a tower trained from scratch starts from ViT's usual 0.02 instead, unless `config` says otherwise.
+SCRATCH_INIT_STD = 0.02
+
+#: Prompt sets for zero-shot classification and the prompt head: templates x class names (``codes``: the short
+#: class codes; ``names``: the long diagnosis names). Several templates are averaged (template ensembling).
+PROMPT_SETS: dict[str, dict[str, Any]] = {
+    "codes": {"templates": ["{label}"], "names": "codes"},
+    "names": {"templates": ["{label}"], "names": "names"},
+    "study_c": {"templates": ["The lesion shows signs of {label}"], "names": "names"},
+    "dermoscopic": {"templates": ["a dermoscopic image of {label}"], "names": "names"},
+    "ensemble": {"templates": ["a dermoscopic image of {label}", "The lesion shows signs of {label}",
+                               "a close-up photo of a skin lesion: {label}", "a dermatoscopy of {label}",
+                               "{label}"], "names": "names"},
+}
+_NAMES = {**{c: n.lower() for c, n in LONG_NAMES.items()}, "rest": "a benign skin lesion"}
+
+#: BLIP checkpoints of study A (vision tower at 384 px).
+BLIP_MODELS = ("Salesforce/blip-image-captioning-base", "Salesforce/blip-itm-base-coco")
+_CLIP_MEAN, _CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+
+
+def class_names_for(num_classes: int) -> list[str]:
+    """The class codes prompts describe: the seven classes, or ``rest`` / ``mel`` for one binary logit."""
+    if num_classes == 1:
+        return ["rest", "mel"]
+    if num_classes == len(CLASSES):
+        return list(CLASSES)
+    raise ValueError(f"num_classes={num_classes}: give class_names (one per class) for prompts")
+
+
+def prompts(prompt_set: str | dict, class_names: Sequence[str]) -> list[list[str]]:
+    """The texts of a prompt set, one list per class (templates x that class's name).
+
+    Args:
+        prompt_set: a name of :data:`PROMPT_SETS`, or a mapping ``{"templates": [...], "names": "codes"|"names"}``.
+        class_names: class codes in label order (``akiec`` ...), as in :data:`skinlib.data.labels.CLASSES`.
+    """
+    spec = PROMPT_SETS.get(prompt_set) if isinstance(prompt_set, str) else prompt_set
+    if spec is None:
+        raise ValueError(f"unknown prompt set {prompt_set!r}; use one of {', '.join(PROMPT_SETS)} or a mapping")
+    words = [c if spec.get("names") == "codes" else _NAMES.get(c, c) for c in class_names]
+    return [[t.format(label=w) for t in spec["templates"]] for w in words]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the libraries' notices about randomly initialised weights (expected when training from scratch)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _head(kind: str, dim: int, num_classes: int, hidden: int, dropout: float) -> nn.Module:
+    if kind in ("linear", "prompt"):
+        return nn.Linear(dim, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+    raise ValueError(f"unknown head {kind!r}: use 'linear', 'mlp' or 'prompt' (CLIP only)")
+
+
+class CLIPClassifier(nn.Module):
+    """A CLIP model whose projected image embedding feeds a head; the text tower is kept, frozen, for prompts."""
+
+    def __init__(self, clip: nn.Module, head: nn.Module, tokenizer, normalize: bool, class_names: list[str],
+                 pretrained_cfg: dict):
+        super().__init__()
+        self.clip, self.head = clip, head
+        self.tokenizer, self.normalize, self.class_names = tokenizer, normalize, class_names
+        self.pretrained_cfg = pretrained_cfg
+
+    @property
+    def visual(self) -> nn.Module:
+        """The image tower (for Grad-CAM and freezing)."""
+        return self.clip.visual
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Projected image embeddings (not normalised)."""
+        return self.clip.encode_image(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.image_features(images)
+        return self.head(F.normalize(features, dim=-1) if self.normalize else features)
+
+    @torch.no_grad()
+    def text_features(self, prompt_set: str | dict = "ensemble", class_names: Sequence[str] | None = None) -> torch.Tensor:
+        """L2-normalised text embeddings per class, averaged over the prompt set's templates: (classes, dim).
+
+        Args:
+            prompt_set: a name of :data:`PROMPT_SETS` or a mapping of templates and names.
+            class_names: class codes; default: those of the model (the seven classes, or rest / mel).
+        """
+        device = next(self.clip.parameters()).device
+        rows = []
+        for texts in prompts(prompt_set, class_names or self.class_names):
+            emb = F.normalize(self.clip.encode_text(self.tokenizer(texts).to(device)).float(), dim=-1)
+            rows.append(F.normalize(emb.mean(0), dim=-1))
+        return torch.stack(rows)
+
+
+def _clip_checkpoint(name: str, tag: str | None, folder: Path) -> Path | None:
+    stems = [f"{name}.{tag}", name] if tag else [name]
+    for stem in stems:
+        for candidate in (folder / f"{stem}.safetensors", folder / f"{stem}.pt", folder / f"{stem}.bin",
+                          folder / stem / "open_clip_model.safetensors", folder / stem / "open_clip_pytorch_model.bin"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _clip_source(name: str, tag: str | None) -> str:
+    import open_clip
+
+    if name.startswith("hf-hub:"):
+        return f"the Hugging Face hub repository {name[7:]!r}"
+    cfg = open_clip.get_pretrained_cfg(name, tag or "") or {}
+    if cfg.get("hf_hub"):
+        return f"open_clip_model.safetensors (or open_clip_pytorch_model.bin) of the Hugging Face hub repository {cfg['hf_hub'].strip('/')!r}"
+    if cfg.get("url"):
+        return cfg["url"]
+    return f"the checkpoint of open_clip's {name} / {tag} (open_clip.list_pretrained() lists them)"
+
+
+def create_clip(
+    name: str = "ViT-B-32",
+    num_classes: int = 7,
+    *,
+    pretrained: bool = False,
+    tag: str = "openai",
+    weights_dir: str | os.PathLike | None = None,
+    head: str = "linear",
+    freeze_fraction: float = 0.0,
+    prompt_set: str | dict = "ensemble",
+    class_names: list[str] | None = None,
+    config: dict | None = None,
+    image_size: int | None = None,
+    hidden: int = 256,
+    dropout: float = 0.0,
+) -> CLIPClassifier:
+    """A CLIP image classifier: image tower (fine-tuned or partly frozen), frozen text tower, and a head.
+
+    Args:
+        name: an open_clip architecture (``ViT-B-32``; ``open_clip.list_models()``) or ``hf-hub:org/repo`` (e.g.
+            ``hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224``).
+        num_classes: outputs (1 for a binary task with one logit).
+        pretrained: load the CLIP weights: from `weights_dir` if given (or ``$SKINLIB_WEIGHTS``), else the hub.
+        tag: open_clip's pretrained tag for built-in names (``openai``, ``laion2b_s34b_b79k``, ...).
+        weights_dir: folder with ``<name>.<tag>.safetensors`` (or ``.pt``, ``.bin``), or for ``hf-hub:org/repo``
+            a folder ``<repo>/`` holding the repository's files (``open_clip_config.json`` and the weights).
+        head: ``linear`` (embedding -> classes, study A), ``mlp`` (embedding -> hidden -> classes, study B) or
+            ``prompt`` (on the normalised embedding, initialised from the class prompts' text embeddings times
+            CLIP's logit scale, then trained).
+        freeze_fraction: share of the image tower's parameter tensors, from the input side, kept frozen: 0
+            fine-tunes it all, 1 trains the head only (a linear probe).
+        prompt_set: the prompts of the ``prompt`` head (:data:`PROMPT_SETS` name or mapping).
+        class_names: class codes in label order for prompts; default: the seven classes, or rest / mel for 1.
+        config: an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) overriding the named
+            architecture's, e.g. :data:`TINY_CLIP`.
+        image_size: input size; default: the architecture's own.
+        hidden: width of the ``mlp`` head.
+        dropout: dropout of the ``mlp`` head.
+
+    Raises:
+        WeightsError: when pretrained weights are asked for and cannot be loaded, naming the file expected.
+    """
+    with _quiet():
+        import open_clip
+
+    if not 0.0 <= freeze_fraction <= 1.0:
+        raise ValueError(f"freeze_fraction must be within [0, 1], got {freeze_fraction}")
+    hf_hub = name.startswith("hf-hub:")
+    if not hf_hub and open_clip.get_model_config(name) is None:
+        raise ValueError(f"unknown CLIP architecture {name!r}; use an open_clip name (open_clip.list_models(), e.g. "
+                         "ViT-B-32) or 'hf-hub:org/repo'")
+    names = list(class_names) if class_names else class_names_for(num_classes)
+    if head == "prompt" and len(names) != max(2, num_classes):
+        raise ValueError(f"{len(names)} class_names for {num_classes} outputs")
+    kwargs: dict[str, Any] = copy.deepcopy(config or {})
+    if image_size is not None:
+        kwargs["force_image_size"] = image_size
+        if "vision_cfg" in kwargs:                            # a given config replaces the one open_clip resizes
+            kwargs["vision_cfg"]["image_size"] = image_size
+    folder = weights_folder(weights_dir)
+    source, pretrained_arg, online = name, None, True
+    if pretrained and folder is not None:
+        if hf_hub:
+            local = folder / name.split("/")[-1]
+            if not (local / "open_clip_config.json").is_file():
+                raise WeightsError(f"no weights for {name} in {folder}: expected the folder {local} with "
+                                   f"open_clip_config.json and the weights. Download {_clip_source(name, None)} on a machine "
+                                   "with internet access and copy its files there, or set pretrained=False.")
+            source = f"local-dir:{local}"
+        else:
+            path = _clip_checkpoint(name, tag, folder)
+            if path is None:
+                raise WeightsError(
+                    f"no weights for {name} ({tag}) in {folder}: expected {name}.{tag}.safetensors (or .pt, .bin, or "
+                    f"{name}/open_clip_model.safetensors). Download {_clip_source(name, tag)} on a machine with internet "
+                    f"access and save it under that name, or set pretrained=False.")
+            pretrained_arg = str(path)
+    elif pretrained and not hf_hub:
+        pretrained_arg = tag
+    hub = hub_mode() if pretrained or hf_hub else contextlib.nullcontext(True)   # from scratch: no hub, no probe
+    try:
+        with _quiet(), hub as online:
+            clip = open_clip.create_model(source, pretrained=pretrained_arg, load_weights=pretrained, **kwargs)
+            tokenizer = open_clip.get_tokenizer(source, context_length=clip.context_length)
+    except Exception as exc:
+        if not pretrained and not hf_hub:
+            raise
+        raise WeightsError(
+            f"could not load {name} ({tag if not hf_hub else 'hub'}) ({offline_hint(online)}{brief(exc)}). Offline? Put {_clip_source(name, tag)} in a folder as "
+            f"{name.split('/')[-1] + '/' if hf_hub else f'{name}.{tag}.safetensors'} and pass weights_dir= (or set "
+            f"{WEIGHTS_ENV}); or set pretrained=False.") from exc
+    for n, p in clip.named_parameters():                      # the text tower (and logit scale) never trains
+        p.requires_grad_(n.startswith("visual."))
+    freeze(clip.visual, freeze_fraction)
+    cfg = dict(getattr(clip.visual, "preprocess_cfg", {}) or {})
+    size = cfg.get("size", getattr(clip.visual, "image_size", 224))
+    size = size[0] if isinstance(size, (tuple, list)) else size
+    dim = getattr(clip.visual, "output_dim", None)
+    if dim is None:                                           # towers without the attribute (timm-based ones)
+        with torch.no_grad():
+            dim = clip.eval().encode_image(torch.zeros(1, 3, int(size), int(size))).shape[-1]
+    top = _head(head, dim, num_classes, hidden, dropout)
+    pretrained_cfg = {"mean": tuple(cfg.get("mean", _CLIP_MEAN)), "std": tuple(cfg.get("std", _CLIP_STD)),
+                      "input_size": (3, int(size), int(size))}
+    model = CLIPClassifier(clip, top, tokenizer, normalize=head == "prompt", class_names=names,
+                           pretrained_cfg=pretrained_cfg)
+    if head == "prompt":
+        init_prompt_head(model, prompt_set)
+    return model
+
+
+@torch.no_grad()
+def init_prompt_head(model: CLIPClassifier, prompt_set: str | dict = "ensemble") -> None:
+    """Set the prompt head to the class prompts' normalised text embeddings times CLIP's logit scale (bias 0); for
+    one logit, the difference of the positive and negative class rows (the two-class softmax's log-odds)."""
+    text = model.text_features(prompt_set) * model.clip.logit_scale.exp().float()
+    weight = text[1:] - text[:1] if model.head.out_features == 1 else text
+    model.head.weight.copy_(weight)
+    model.head.bias.zero_()
+
+
+@torch.no_grad()
+def zero_shot(model: CLIPClassifier, batches, preprocess: nn.Module, prompt_set: str | dict = "ensemble",
+              class_names: Sequence[str] | None = None) -> np.ndarray:
+    """Zero-shot class probabilities for every image of `batches`: softmax over classes of CLIP's scaled cosine
+    similarity between the image and each class's prompt embedding; (n, classes), or (n,) for rest / mel.
+
+    Args:
+        model: a :class:`CLIPClassifier` (its head is not used).
+        batches: a :class:`skinlib.data.batches.Batches` (uint8 images).
+        preprocess: the evaluation preprocessing (normalisation with the model's own mean and std).
+        prompt_set: a name of :data:`PROMPT_SETS` or a mapping of templates and names.
+        class_names: class codes in label order; default: the model's.
+    """
+    device = next(model.parameters()).device
+    model.eval()
+    preprocess.eval().to(device)
+    text = model.text_features(prompt_set, class_names)
+    scale = model.clip.logit_scale.exp().float()
+    out = []
+    for images, _ in batches:
+        image = F.normalize(model.image_features(preprocess(images.to(device))).float(), dim=-1)
+        out.append(torch.softmax(scale * image @ text.T, dim=1))
+    proba = torch.cat(out).cpu().numpy()
+    return proba[:, 1] if proba.shape[1] == 2 and list(class_names or model.class_names) == ["rest", "mel"] else proba
+
+
+class BLIPClassifier(nn.Module):
+    """BLIP's vision tower; its visual tokens are mean-pooled and fed to a head."""
+
+    def __init__(self, visual: nn.Module, head: nn.Module, pretrained_cfg: dict, interpolate: bool = False):
+        super().__init__()
+        self.visual, self.head = visual, head
+        self.pretrained_cfg, self.interpolate = pretrained_cfg, interpolate
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        kwargs = {"interpolate_pos_encoding": True} if self.interpolate else {}
+        tokens = self.visual(pixel_values=images, **kwargs).last_hidden_state
+        return self.head(tokens.mean(1))
+
+
+def _blip_folder(name: str, folder: Path) -> Path | None:
+    for candidate in (folder / name.split("/")[-1], folder / name, folder / name.replace("/", "--")):
+        if (candidate / "config.json").is_file():
+            return candidate
+    return None
+
+
+def _load_blip_vision(source: str) -> tuple[nn.Module, tuple, tuple, int]:
+    """The vision tower, mean, std and input size of a BLIP checkpoint (hub id or save_pretrained folder)."""
+    import transformers
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    arch = (getattr(config, "architectures", None) or ["BlipModel"])[0]
+    full = getattr(transformers, arch, transformers.BlipModel).from_pretrained(source)
+    mean, std = _CLIP_MEAN, _CLIP_STD
+    try:
+        processor = transformers.BlipImageProcessor.from_pretrained(source)
+        mean, std = tuple(processor.image_mean), tuple(processor.image_std)
+    except OSError:
+        pass                                               # a folder without preprocessor_config.json: BLIP's defaults
+    return full.vision_model, mean, std, full.vision_model.config.image_size
+
+
+def create_blip(
+    name: str = "Salesforce/blip-image-captioning-base",
+    num_classes: int = 7,
+    *,
+    pretrained: bool = False,
+    weights_dir: str | os.PathLike | None = None,
+    trainable_layers: int = 1,
+    head: str = "linear",
+    config: dict | None = None,
+    image_size: int | None = None,
+    hidden: int = 256,
+    dropout: float = 0.0,
+) -> BLIPClassifier:
+    """BLIP's vision tower (transformers) with mean-pooled visual tokens -> a head; the last layers trained.
+
+    Args:
+        name: a BLIP checkpoint on the hub (``Salesforce/blip-image-captioning-base``, ``Salesforce/blip-itm-base-coco``).
+        num_classes: outputs (1 for a binary task with one logit).
+        pretrained: load the checkpoint's weights: from `weights_dir` if given (or ``$SKINLIB_WEIGHTS``), else the hub.
+        weights_dir: folder holding ``<repo>/`` (e.g. ``blip-image-captioning-base/``) as written by
+            ``save_pretrained`` or downloaded from the hub (``config.json`` and the weights).
+        trainable_layers: the last N encoder layers (and the final layer norm) trained, the rest frozen; study A
+            trains 1; 0 trains the head only; -1 trains the whole tower.
+        head: ``linear`` (study A) or ``mlp``.
+        config: ``BlipVisionConfig`` arguments for a tower built from scratch (e.g. :data:`TINY_BLIP`); default:
+            the base checkpoints' architecture (768 wide, 12 layers, 384 px).
+        image_size: input size; default: the checkpoint's own (384); another size interpolates the position
+            embeddings.
+        hidden: width of the ``mlp`` head.
+        dropout: dropout of the ``mlp`` head.
+
+    Raises:
+        WeightsError: when pretrained weights are asked for and cannot be loaded, naming the folder expected.
+    """
+    with _quiet():
+        from transformers import BlipVisionConfig, BlipVisionModel
+
+    folder = weights_folder(weights_dir)
+    if pretrained:
+        source, online = name, True
+        if folder is not None:
+            local = _blip_folder(name, folder)
+            if local is None:
+                raise WeightsError(
+                    f"no weights for {name} in {folder}: expected the folder {folder / name.split('/')[-1]} with "
+                    f"config.json and model.safetensors (save_pretrained of the model). Download the hub repository "
+                    f"{name!r} on a machine with internet access and copy it there, or set pretrained=False.")
+            source = str(local)
+        try:
+            with _quiet(), hub_mode() as online:
+                visual, mean, std, native = _load_blip_vision(source)
+        except Exception as exc:
+            raise WeightsError(
+                f"could not load {name} ({offline_hint(online)}{brief(exc)}). Offline? Put "
+                f"the hub repository {name!r} (config.json, model.safetensors, preprocessor_config.json) in a folder "
+                f"{name.split('/')[-1]}/ inside weights_dir (or {WEIGHTS_ENV}); or set pretrained=False.") from exc
+    else:
+        settings = {"initializer_range": SCRATCH_INIT_STD, **(config or {})}
+        if image_size is not None:
+            settings["image_size"] = image_size
+        with _quiet():
+            visual = BlipVisionModel(BlipVisionConfig(**settings))
+        mean, std, native = _CLIP_MEAN, _CLIP_STD, visual.config.image_size
+    size = image_size or native
+    layers = visual.encoder.layers
+    for p in visual.parameters():
+        p.requires_grad_(False)
+    if trainable_layers < 0 or trainable_layers >= len(layers):
+        trained: list[nn.Module] = [visual]
+    else:
+        trained = list(layers[len(layers) - trainable_layers:]) + ([visual.post_layernorm] if trainable_layers else [])
+    for module in trained:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    top = _head(head if head != "prompt" else "?", visual.config.hidden_size, num_classes, hidden, dropout)
+    return BLIPClassifier(visual, top, {"mean": tuple(mean), "std": tuple(std), "input_size": (3, size, size)},
+                          interpolate=size != native)
