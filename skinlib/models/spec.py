@@ -15,11 +15,14 @@ from torch import nn
 
 from .backbones import create_backbone
 from .custom_cnn import ResidualCNN
+from .vision_language import create_blip, create_clip
 
 #: Factory name -> callable building the (untrained) model from JSON-able keyword arguments.
 FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "residual_cnn": ResidualCNN,
     "backbone": create_backbone,
+    "clip": create_clip,
+    "blip": create_blip,
 }
 
 
