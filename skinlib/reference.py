@@ -1,5 +1,5 @@
 """Numbers the studies report (test or validation sets of their own, image-level splits): context, not targets
-our lesion-grouped protocol should match. See ../shared/SCOPE.md."""
+our lesion-grouped protocol should match."""
 
 from __future__ import annotations
 
@@ -52,3 +52,18 @@ def beside(runs: pd.DataFrame) -> pd.DataFrame:
             "paper_f1_kind": f1_kind.replace("f1_", "") if paper is not None else "",
         })
     return pd.DataFrame(rows)
+
+
+#: Binary tasks: study B's validation numbers (melanoma vs rest); study D reports AUCs near 0.5 and is a list of
+#: experiments rather than numbers to match.
+REPORTED_BINARY: list[dict] = [
+    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan")},
+    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441},
+    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415},
+]
+
+
+def reported_binary(task: str | None = None) -> pd.DataFrame:
+    """The binary studies' reported numbers (study B), optionally for one task (empty for ``isic_archive``)."""
+    table = pd.DataFrame(REPORTED_BINARY)
+    return table[table["task"] == task].reset_index(drop=True) if task else table
