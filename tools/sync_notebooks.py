@@ -10,6 +10,7 @@ count and stray metadata, so the sources stay small, diff cleanly and hold no ma
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -50,10 +51,26 @@ def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode | None)
     return source
 
 
+def executed_copy(outputs: Path, path: Path) -> Path:
+    """The executed copy of notebook `path`: ``<stem>.ipynb``, or for a notebook the default profile runs several
+    times (``params/default/``), the run whose parameters are all the notebook's defaults (what nbval executes)."""
+    if (outputs / path.name).is_file():
+        return outputs / path.name
+    from skinlib.runner import notebook_parameters
+
+    defaults = {name: p.default for name, p in notebook_parameters(path).items()}
+    for candidate in sorted(outputs.glob(f"{path.stem}--*.ipynb")):
+        record = candidate.with_name(candidate.name[: -len(".ipynb")] + ".run.json")
+        params = json.loads(record.read_text()).get("params", {}) if record.is_file() else None
+        if params is not None and all(defaults.get(k, object()) == v for k, v in params.items()):
+            return candidate
+    return outputs / path.name
+
+
 def main() -> int:
     outputs = paths.outputs_dir() / "default"
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        executed_path = outputs / path.name
+        executed_path = executed_copy(outputs, path)
         executed = nbformat.read(executed_path, as_version=4) if executed_path.is_file() else None
         if executed is None:
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
