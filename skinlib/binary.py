@@ -162,16 +162,23 @@ def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0) ->
 
 
 def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretrained: bool = False,
-               weights_dir: str | None = None, freeze_fraction: float = 0.0, image_size: int | None = None):
-    """A binary network of `kind` (``mlp``, ``image`` or ``fusion``) with one logit.
+               weights_dir: str | None = None, freeze_fraction: float = 0.0, image_size: int | None = None,
+               seed: int = 0):
+    """A binary network of `kind` (``mlp``, ``image`` or ``fusion``) with one logit, initialised from `seed` alone
+    (not from whatever ran before it, so a rerun that resumes earlier runs builds the same network).
 
     Args:
         kind: ``mlp`` (metadata only), ``image`` (image only) or ``fusion`` (image + metadata).
         n_features: metadata features per image (``mlp`` and ``fusion``).
         backbone, pretrained, weights_dir, freeze_fraction, image_size: the image branch (see
             :func:`skinlib.models.image_encoder`).
+        seed: seed of the initial weights.
     """
+    import torch
+
     from .models import create_fusion, create_image_model, create_metadata_mlp
+
+    torch.manual_seed(seed)
 
     image = dict(pretrained=pretrained, weights_dir=weights_dir, freeze_fraction=freeze_fraction,
                  image_size=image_size if backbone.startswith("vit") or "dino" in backbone else None)
