@@ -91,11 +91,16 @@ class Evaluation:
     confusion: pd.DataFrame
     confusion_normalized: pd.DataFrame
     ci: pd.DataFrame
+    positive: str | None = None        # binary tasks: the positive class (predictions column ``p_<positive>``)
+    target: str = "label"              # the parts' column holding the true labels
 
     def summary(self) -> pd.DataFrame:
         """Headline metrics, one row per split."""
         keys = ["balanced_accuracy", "accuracy", "f1_macro", "f1_weighted", "precision_weighted", "recall_weighted",
                 "auc_macro", "ece", "n"]
+        if self.positive:
+            keys = ["auc", "average_precision", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1",
+                    "threshold", "n"]
         return pd.DataFrame({s: {k: m.get(k) for k in keys} for s, m in self.metrics.items()}).T
 
 
@@ -136,6 +141,49 @@ def restrict_classes(table: pd.DataFrame, classes: Sequence[str] | None) -> pd.D
     return out
 
 
+BINARY_CI = ("auc", "average_precision")
+THRESHOLDED = ("sensitivity", "specificity", "precision", "f1", "balanced_accuracy")
+
+
+def evaluate_binary(parts: dict[str, pd.DataFrame], proba: dict[str, np.ndarray], positive: str,
+                    target: str = "target", negative: str = "rest", min_sensitivity: float = 0.90,
+                    n_boot: int = 500, seed: int = 0) -> Evaluation:
+    """Binary metrics per split; thresholds chosen on **validation** (Youden's J, and sensitivity >= `min_sensitivity`)
+    and applied to test; AUC and average precision with bootstrap intervals.
+
+    ``metrics["test"]`` holds the test metrics at 0.5 plus, per rule, ``<rule>_threshold`` and the thresholded
+    ``<rule>_sensitivity``, ``_specificity``, ``_precision``, ``_f1``, ``_balanced_accuracy``, and
+    ``auc_low`` / ``auc_high`` (95% bootstrap interval), so :func:`skinlib.results.gather` finds them all.
+
+    Args:
+        parts: train / val / test tables with the `target` column (0 / 1).
+        proba: positive-class probabilities for ``val`` and ``test``.
+        positive, negative: class names (predictions column ``p_<positive>``, confusion labels).
+        target: the column of `parts` holding the labels.
+        min_sensitivity: the sensitivity the ``sensitivity`` rule must reach on validation.
+        n_boot, seed: bootstrap resamples and their seed.
+    """
+    y = {s: parts[s][target].to_numpy().astype(int) for s in proba}
+    results = {s: metrics.binary_metrics(y[s], p) for s, p in proba.items()}
+    thresholds = {rule: metrics.choose_threshold(y["val"], proba["val"], rule, min_sensitivity)
+                  for rule in metrics.THRESHOLD_RULES}
+    rows = {}
+    for rule, t in thresholds.items():
+        at = metrics.binary_metrics(y["test"], proba["test"], threshold=t)
+        rows[rule] = {"threshold": t, **{k: at[k] for k in THRESHOLDED}}
+        results["test"].update({f"{rule}_threshold": t, **{f"{rule}_{k}": at[k] for k in THRESHOLDED}})
+    ci = metrics.bootstrap_ci(y["test"], proba["test"], metric=metrics.ranking_metrics, keys=BINARY_CI,
+                              n_boot=n_boot, seed=seed)
+    for key in BINARY_CI:
+        results["test"].update({f"{key}_low": float(ci.loc[key, "low"]), f"{key}_high": float(ci.loc[key, "high"])})
+    names = (negative, positive)
+    t = thresholds["youden"]
+    return Evaluation(proba, results, pd.DataFrame.from_dict(rows, orient="index").rename_axis("rule (chosen on val)"),
+                      metrics.binary_confusion(y["test"], proba["test"], t, names),
+                      metrics.binary_confusion(y["test"], proba["test"], t, names, normalize=True),
+                      ci, positive=positive, target=target)
+
+
 def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, pd.DataFrame], evaluation: Evaluation,
            history: pd.DataFrame | None = None, figures: dict[str, Any] | None = None,
            model: nn.Module | None = None, spec: ModelSpec | None = None,
@@ -155,6 +203,8 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
             :func:`skinlib.results.load_model`).
         spec: how to rebuild `model` (``model.json``); required with `model`.
         classes: class codes of the probability columns (a specialist's subset; the ISIC CSV needs all seven).
+
+    A binary run (:func:`evaluate_binary`) has one predictions column ``p_<positive>`` and no ISIC CSV.
     """
     if model is not None and spec is None:
         raise ValueError("record(model=...) needs spec=ModelSpec(...) saying how to rebuild the model "
@@ -164,21 +214,22 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
     classes = list(classes)
     recorder = RunRecorder(experiment, run, params)
     rows = []
+    binary = evaluation.positive is not None
     for split, p in evaluation.proba.items():
-        frame = pd.DataFrame(p, columns=[f"p_{c}" for c in classes])
-        frame.insert(0, "label", parts[split]["label"].to_numpy())
+        frame = pd.DataFrame(p, columns=[f"p_{evaluation.positive}"] if binary else [f"p_{c}" for c in classes])
+        frame.insert(0, "label", parts[split][evaluation.target].to_numpy())
         frame.insert(0, "split", split)
         frame.insert(0, "image_id", parts[split]["image_id"].to_numpy())
         rows.append(frame)
     recorder.predictions(pd.concat(rows, ignore_index=True))
     recorder.metrics({**evaluation.metrics, "test_ci": evaluation.ci.to_dict(orient="index")})
-    recorder.table(evaluation.per_class, "per_class_test")
+    recorder.table(evaluation.per_class, "thresholds_test" if binary else "per_class_test")
     recorder.table(evaluation.confusion, "confusion_test")
     if history is not None:
         recorder.history(history)
     for name, fig in (figures or {}).items():
         recorder.figure(fig, name)
-    if classes == list(CLASSES):
+    if not binary and classes == list(CLASSES):
         metrics.to_isic_csv(parts["test"]["image_id"], evaluation.proba["test"], recorder.file("isic_test_predictions.csv"))
     if model is not None:
         recorder.model(model, spec)

@@ -175,3 +175,48 @@ def read_isic_csv(path: str | Path, classes: Sequence[str] = CLASSES) -> tuple[l
     if missing:
         raise ValueError(f"{path}: not an ISIC 2018 scoring CSV, missing column(s) {missing}")
     return list(table["image"]), table[[c.upper() for c in classes]].to_numpy(float)
+
+
+THRESHOLD_RULES: tuple[str, ...] = ("youden", "sensitivity")
+
+
+def choose_threshold(y_true: Sequence[int], p_positive: Sequence[float], rule: str = "youden",
+                     min_sensitivity: float = 0.90) -> float:
+    """A decision threshold chosen on the given (validation) predictions, from the ROC curve.
+
+    Args:
+        y_true, p_positive: binary labels and positive-class probabilities of the **validation** split.
+        rule: ``youden`` (maximise sensitivity + specificity - 1) or ``sensitivity`` (the highest threshold
+            whose sensitivity reaches `min_sensitivity`, i.e. the best specificity at that sensitivity).
+        min_sensitivity: the sensitivity the ``sensitivity`` rule must reach.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    p = np.asarray(p_positive, dtype=float)
+    if len(np.unique(y_true)) < 2:
+        raise ValueError("choosing a threshold needs both classes in the validation split")
+    fpr, tpr, thresholds = skm.roc_curve(y_true, p, drop_intermediate=False)
+    thresholds = np.minimum(thresholds, 1.0)                 # sklearn's first threshold is max + 1 (inf)
+    if rule == "youden":
+        return float(thresholds[int(np.argmax(tpr - fpr))])
+    if rule == "sensitivity":
+        return float(thresholds[int(np.flatnonzero(tpr >= min_sensitivity)[0])])
+    raise ValueError(f"unknown threshold rule {rule!r}; choose one of {', '.join(THRESHOLD_RULES)}")
+
+
+def binary_confusion(y_true: Sequence[int], p_positive: Sequence[float], threshold: float, names: tuple[str, str],
+                     normalize: bool = False) -> pd.DataFrame:
+    """2 x 2 confusion matrix at `threshold` (rows: true, columns: predicted), labelled with `names` (negative, positive)."""
+    y_pred = (np.asarray(p_positive, dtype=float) >= threshold).astype(int)
+    matrix = skm.confusion_matrix(np.asarray(y_true).astype(int), y_pred, labels=[0, 1],
+                                  normalize="true" if normalize else None)
+    index = pd.Index(list(names), name="true")
+    return pd.DataFrame(np.nan_to_num(matrix), index=index, columns=pd.Index(list(names), name="predicted"))
+
+
+def ranking_metrics(y_true: Sequence[int], p_positive: Sequence[float]) -> dict[str, float]:
+    """ROC-AUC and average precision only (threshold-free; cheap enough to bootstrap); NaN with one class."""
+    y_true = np.asarray(y_true).astype(int)
+    if len(np.unique(y_true)) < 2:
+        return {"auc": float("nan"), "average_precision": float("nan")}
+    return {"auc": float(skm.roc_auc_score(y_true, p_positive)),
+            "average_precision": float(skm.average_precision_score(y_true, p_positive))}

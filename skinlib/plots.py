@@ -190,4 +190,34 @@ def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cel
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test)", ax=None):
+    """ROC curve of every model on one axes; `curves` maps a label to (y_true, p_positive). AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = _axes(ax, (5.5, 5))
+    for label, (y, p) in curves.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.2f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "precision-recall (test)", ax=None):
+    """Precision-recall curve of every model on one axes, with the positive rate as the chance line."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = _axes(ax, (5.5, 5))
+    rate = None
+    for label, (y, p) in curves.items():
+        precision, recall, _ = precision_recall_curve(y, p)
+        ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y, p):.2f})")
+        rate = float(np.mean(y))
+    if rate is not None:
+        ax.axhline(rate, color="grey", ls="--", lw=1, label=f"chance ({rate:.2f})")
+    ax.set(xlabel="recall (sensitivity)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(fontsize=8, loc="upper right")
     return fig

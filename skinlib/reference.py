@@ -165,3 +165,21 @@ def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.Data
     out = pd.DataFrame(rows)
     empty = [c for c in out.columns if out[c].isna().all() or (out[c].astype(str) == "").all()]
     return out.drop(columns=empty)
+
+
+    return pd.DataFrame(rows)
+
+
+#: Binary tasks: study B's validation numbers (melanoma vs rest); study D reports AUCs near 0.5 and is a list of
+#: experiments rather than numbers to match.
+REPORTED_BINARY: list[dict] = [
+    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan")},
+    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441},
+    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415},
+]
+
+
+def reported_binary(task: str | None = None) -> pd.DataFrame:
+    """The binary studies' reported numbers (study B), optionally for one task (empty for ``isic_archive``)."""
+    table = pd.DataFrame(REPORTED_BINARY)
+    return table[table["task"] == task].reset_index(drop=True) if task else table

@@ -143,6 +143,15 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
+def _prepare(preprocess: nn.Module, inputs, device, channels_last: bool = False):
+    """Preprocess a batch's input: the images, or the images of an ``(images, features)`` pair (features as is)."""
+    if isinstance(inputs, (tuple, list)):
+        return (_prepare(preprocess, inputs[0], device, channels_last),
+                *[x.to(device, non_blocking=True).float() for x in inputs[1:]])
+    x = preprocess(inputs.to(device))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.ndim == 4 else x
+
+
 @torch.no_grad()
 def predict(model: nn.Module, batches: Batches, preprocess: nn.Module, *, amp: bool = True) -> np.ndarray:
     """Probabilities for every image of `batches`, in its order: (n, k) softmax, or (n,) sigmoid for one logit."""
@@ -152,7 +161,7 @@ def predict(model: nn.Module, batches: Batches, preprocess: nn.Module, *, amp: b
     outputs = []
     for images, _ in batches:
         with _autocast(device, amp):
-            logits = model(preprocess(images.to(device))).float()
+            logits = model(_prepare(preprocess, images, device)).float()
         outputs.append(torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1))
     return torch.cat(outputs).cpu().numpy()
 
@@ -182,7 +191,8 @@ def _module_digest(module: nn.Module) -> str:
 def _batches_digest(batches: Batches) -> str:
     images = batches.images[::max(1, len(batches.images) // 64)]          # a sample of the pixels, for speed
     return _digest(batches.image_ids.astype(str), batches.labels, images, tuple(batches.images.shape),
-                   batches.batch_size, batches.shuffle, batches.seed, batches.drop_last, batches.weights)
+                   batches.batch_size, batches.shuffle, batches.seed, batches.drop_last, batches.weights,
+                   *([batches.features] if getattr(batches, "features", None) is not None else []))
 
 
 def run_identity(model: nn.Module, train: Batches, val: Batches, preprocess_train: nn.Module,
@@ -351,9 +361,7 @@ def fit(
         preprocess_train.train()
         total, seen, correct = 0.0, 0, 0
         for images, labels in train:
-            x = preprocess_train(images)
-            if config.channels_last and x.ndim == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = _prepare(preprocess_train, images, device, config.channels_last)
             with _autocast(device, config.amp):
                 logits = step(x)
                 target = labels.float().view(-1, 1) if binary else labels.long()

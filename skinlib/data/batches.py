@@ -19,6 +19,9 @@ from .cache import ImageCache
 class Batches:
     """Iterable of ``(images, labels)``: images uint8 (B, 3, S, S) on `device`, labels long or float.
 
+    With `features` (e.g. patient metadata), the input is the pair ``(images, features)`` instead of the images:
+    ``((images, features), labels)``, features float32 (B, F); models taking both (fusion) read the pair.
+
     Args:
         cache: the image cache holding every image of `image_ids`.
         image_ids: which images, in this order (predictions come back in it).
@@ -29,11 +32,12 @@ class Batches:
         seed: seed of the order.
         drop_last: drop a last, smaller batch when shuffling.
         device: where batches are put (pinned memory and non-blocking copies on CUDA).
+        features: optional per-image float features (n, F), in the order of `image_ids`.
     """
 
     def __init__(self, cache: ImageCache, image_ids: Sequence[str], labels: Sequence[float], batch_size: int,
                  *, shuffle: bool = False, weights: Sequence[float] | None = None, seed: int = 0,
-                 drop_last: bool = False, device: str | torch.device = "cpu"):
+                 drop_last: bool = False, device: str | torch.device = "cpu", features=None):
         knobs.check("batch_size", batch_size)
         self.image_ids = np.asarray(image_ids)
         # (N, 3, S, S) uint8 in RAM, transposed once here so that a batch is a plain gather
@@ -42,6 +46,10 @@ class Batches:
         if len(self.labels) != len(self.image_ids):
             raise ValueError(f"{len(self.image_ids)} images but {len(self.labels)} labels")
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.features = None if features is None else torch.as_tensor(np.asarray(features, dtype=np.float32))
+        if self.features is not None and (self.features.ndim != 2 or len(self.features) != len(self.image_ids)):
+            raise ValueError(f"features must be (n images, n features) = ({len(self.image_ids)}, F), "
+                             f"got shape {tuple(self.features.shape)}")
         self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
         self.device = torch.device(device)
         if self.device.type == "cuda":
@@ -69,8 +77,10 @@ class Batches:
         order = self.order()
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield (self.images[idx].to(self.device, non_blocking=True),
-                   self.labels[idx].to(self.device, non_blocking=True))
+            images = self.images[idx].to(self.device, non_blocking=True)
+            if self.features is not None:
+                images = (images, self.features[idx].to(self.device, non_blocking=True))
+            yield images, self.labels[idx].to(self.device, non_blocking=True)
 
 
 def class_weights(labels: Sequence[int], n_classes: int) -> np.ndarray:

@@ -292,9 +292,22 @@ def detect_layouts(root: Path) -> list[tuple[str, Path]]:
         csv = _archive_csv(folder)
         if csv is not None and csv.parent == folder:
             found.append(("isic_archive", folder))
-    if not found and _looks_like_class_folders(root):
-        found.append(("folders", root))
+    if not found:
+        found += [("folders", folder) for folder in class_folder_roots(root)]
     return list(dict.fromkeys(found))
+
+
+def class_folder_roots(root: Path, max_depth: int = 2) -> list[Path]:
+    """Folders holding one folder per class: `root` itself, else the shallowest ones at most `max_depth` levels
+    below it, under parents of any name (downloads often unpack as ``<some name>/<class>/...``)."""
+    level = [root]
+    for _ in range(max_depth + 1):
+        hits = [folder for folder in level if _looks_like_class_folders(folder)]
+        if hits:
+            return hits
+        level = [p for folder in level for p in sorted(folder.iterdir())
+                 if p.is_dir() and not p.name.startswith(".") and not to_code(p.name)]
+    return []
 
 
 def _looks_like_class_folders(root: Path) -> bool:

@@ -9,14 +9,14 @@ import pandas as pd
 
 from .. import paths
 from .layouts import load_catalog
-from .synthetic import DEFAULT_N, DEFAULT_SIZE, SYNTHETIC_MARKER, generate
+from .synthetic import DEFAULT_N, DEFAULT_SIZE, GENERATOR_VERSION, SYNTHETIC_MARKER, generate
 
 SYNTHETIC_LAYOUTS = ("ham10000", "isic2018", "isic_archive")
 
 
 def synthetic_root(n: int = DEFAULT_N, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE) -> Path:
     """The built-in synthetic dataset (all layouts) in the workspace, generated on first use."""
-    root = paths.synthetic_dir() / f"n{n}-seed{seed}-{size[0]}x{size[1]}"
+    root = paths.synthetic_dir() / f"n{n}-seed{seed}-{size[0]}x{size[1]}-v{GENERATOR_VERSION}"
     if not (root / SYNTHETIC_MARKER).is_file():
         try:
             generate(root, n=n, seed=seed, layouts=SYNTHETIC_LAYOUTS, size=size)

@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 from .labels import CLASSES, ISIC2018_COLUMNS, MALIGNANT
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: archive export with malignant subtypes, diagnosis_2, size signal
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 #: HAM10000 image and lesion counts per class (images, lesions): the real proportions.
@@ -110,8 +110,21 @@ ARCHIVE_SITE = {"back": "posterior torso", "chest": "anterior torso", "abdomen":
                 "face": "head/neck", "scalp": "head/neck", "ear": "head/neck", "neck": "head/neck", "acral": "palms/soles",
                 "foot": "palms/soles", "hand": "palms/soles", "genital": "oral/genital", "lower extremity": "lower extremity",
                 "upper extremity": "upper extremity", "unknown": ""}
-ARCHIVE_DIAGNOSIS = {"akiec": "Squamous cell carcinoma in situ", "bcc": "Basal cell carcinoma", "bkl": "Seborrheic keratosis",
-                     "df": "Dermatofibroma", "mel": "Melanoma Invasive", "nv": "Nevus", "vasc": "Hemangioma"}
+#: Archive diagnoses (``diagnosis_3``) per class, with their shares: the malignant classes are split into the
+#: subtypes of study D (basal cell carcinoma, melanoma, melanoma metastasis, squamous cell carcinoma).
+ARCHIVE_DIAGNOSIS: dict[str, dict[str, float]] = {
+    "akiec": {"Squamous cell carcinoma in situ": .5, "Squamous cell carcinoma, Invasive": .5},
+    "bcc": {"Basal cell carcinoma": 1.0}, "bkl": {"Seborrheic keratosis": .6, "Solar lentigo": .4},
+    "df": {"Dermatofibroma": 1.0}, "mel": {"Melanoma Invasive": .55, "Melanoma in situ": .2, "Melanoma metastasis": .25},
+    "nv": {"Nevus": 1.0}, "vasc": {"Hemangioma": 1.0},
+}
+#: The archive's ``diagnosis_2`` level per class.
+ARCHIVE_GROUP = {"akiec": "Malignant epidermal proliferations", "bcc": "Malignant adnexal epithelial proliferations - Follicular",
+                 "bkl": "Benign epidermal proliferations", "df": "Benign soft tissue proliferations - Fibro-histiocytic",
+                 "mel": "Malignant melanocytic proliferations (Melanoma)", "nv": "Benign melanocytic proliferations",
+                 "vasc": "Benign soft tissue proliferations - Vascular"}
+#: Clinical diameter added to malignant lesions (mm): size carries signal the image does not fully show.
+MALIGNANT_EXTRA_MM = 2.5
 ARCHIVE_MIX = {"akiec": .05, "bcc": .10, "bkl": .10, "df": .025, "mel": .15, "nv": .55, "vasc": .025}
 
 
@@ -504,16 +517,17 @@ def _write_archive_csv(shots: list[tuple[Lesion, int, str]], path: Path, rng: np
     for lesion, _, image_id in shots:
         malignant = lesion.dx in MALIGNANT
         diag1 = "Malignant" if malignant else "Benign"
-        diag3 = ARCHIVE_DIAGNOSIS[lesion.dx]
+        diag2, diag3 = ARCHIVE_GROUP[lesion.dx], _pick(rng, ARCHIVE_DIAGNOSIS[lesion.dx])
         if rng.random() < 0.02:
-            diag1, diag3 = "Indeterminate", ""
-        size_mm = "" if rng.random() < 0.4 else f"{max(1.0, 30 * lesion.look.size * rng.normal(1, 0.2)):.1f}"
+            diag1, diag2, diag3 = "Indeterminate", "", ""
+        size = 30 * lesion.look.size * rng.normal(1, 0.2) + (MALIGNANT_EXTRA_MM if malignant else 0.0)
+        size_mm = "" if rng.random() < 0.4 else f"{max(1.0, size):.1f}"
         rows.append({
             "isic_id": image_id, "attribution": "skinlib synthetic", "copyright_license": "CC-0",
             "age_approx": "" if (rng.random() < 0.03 or math.isnan(lesion.age)) else int(lesion.age),
             "anatom_site_general": ARCHIVE_SITE[lesion.site],
             "clin_size_long_diam_mm": size_mm,
-            "diagnosis_1": diag1, "diagnosis_3": diag3,
+            "diagnosis_1": diag1, "diagnosis_2": diag2, "diagnosis_3": diag3,
             "diagnosis_confirm_type": CONFIRM_TYPE[lesion.dx_type],
             "image_type": "dermoscopic", "lesion_id": lesion.lesion_id, "patient_id": lesion.patient_id,
             "sex": "" if (rng.random() < 0.03 or lesion.sex == "unknown") else lesion.sex,

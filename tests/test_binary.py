@@ -1,0 +1,199 @@
+"""Binary tasks (notebook 07): split, metadata pipeline, fusion model, thresholds, the synthetic archive's signal."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from skinlib import binary, experiment, metadata, metrics
+from skinlib.data import load_catalog
+from skinlib.data.batches import Batches
+from skinlib.data.cache import build_cache
+from skinlib.data.layouts import detect_layouts
+from skinlib.data.splits import groups_of
+from skinlib.models import create_fusion, create_image_model, create_metadata_mlp
+from skinlib.train import FitConfig, fit, predict
+from skinlib.data.transforms import Preprocess
+
+from conftest import write_jpeg
+
+
+def archive(root):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_catalog(root, layout="isic_archive")
+
+
+@pytest.fixture(scope="module")
+def archive_table(synthetic_small):
+    return binary.with_target(archive(synthetic_small), "isic_archive")
+
+
+@pytest.mark.parametrize("task", ["melanoma", "isic_archive"])
+def test_binary_split_keeps_the_positive_rate_and_is_group_disjoint(synthetic_small, task):
+    table = binary.with_target(archive(synthetic_small) if task == "isic_archive"
+                               else load_catalog(synthetic_small, layout="ham10000"), task)
+    split = binary.binary_split(table, task, (0.7, 0.15, 0.15), seed=0)
+    merged = table.merge(split, on="image_id")
+    rates = binary.positive_rates(merged)
+    overall = merged[binary.TARGET].mean()
+    assert list(rates.index) == ["train", "val", "test"]
+    assert (abs(rates["rate"] - overall) < 0.06).all(), rates
+    assert abs(rates.loc["train", "images"] / len(merged) - 0.7) < 0.05
+    groups = groups_of(merged)                                   # lesion and patient, linked
+    assert (pd.Series(merged["split"].to_numpy()).groupby(groups).nunique() == 1).all()
+    if task == "isic_archive":
+        assert merged.groupby("patient_id")["split"].nunique().max() == 1
+    again = binary.binary_split(table, task, (0.7, 0.15, 0.15), seed=0)     # saved: read back, identical
+    assert again.equals(split) and again.attrs["manifest"]["stratify"] == binary.TARGET
+
+
+def test_imputation_statistics_come_from_train_rows_only(archive_table):
+    table = archive_table.assign(split=np.where(np.arange(len(archive_table)) % 5 == 0, "test", "train"))
+    numeric, categorical = metadata.columns(table)
+    assert numeric == ["age", "size_mm"] and categorical == ["sex"]
+    train = table[table["split"] == "train"]
+    fitted = metadata.MetadataFeatures(numeric, categorical).fit(train)
+    assert fitted.imputed["age"] == pytest.approx(train["age"].mean())
+    assert fitted.imputed["age"] != pytest.approx(table["age"].mean())
+    changed = table.copy()
+    changed.loc[changed["split"] == "test", ["age", "size_mm"]] = 1000.0      # test rows change wildly
+    refit = metadata.MetadataFeatures(numeric, categorical).fit(changed[changed["split"] == "train"])
+    assert refit.imputed == fitted.imputed
+    test = table[table["split"] == "test"]
+    assert np.array_equal(refit.transform(test), fitted.transform(test))
+    # and the logistic regression fits on train only: changing test rows leaves its predictions on val unchanged
+    parts = {"train": train, "val": train.iloc[:20], "test": test}
+    a = metadata.fit_predict(metadata.logistic_regression(numeric, categorical), parts, numeric, categorical)
+    b = metadata.fit_predict(metadata.logistic_regression(numeric, categorical),
+                             {**parts, "test": changed[changed["split"] == "test"]}, numeric, categorical)
+    assert np.array_equal(a["val"], b["val"])
+
+
+def test_drop_rows_without_sex(archive_table):
+    kept = metadata.drop_rows_without_sex(archive_table)
+    assert (archive_table["sex"] == "unknown").any()
+    assert set(kept["sex"]) == {"male", "female"}
+    assert len(kept) == (archive_table["sex"] != "unknown").sum()
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
+def test_fusion_output_shape_and_metadata_branch_gets_gradient(backbone):
+    torch.manual_seed(0)
+    model = create_fusion(backbone, n_features=5)
+    images, features = torch.randn(4, 3, 32, 32), torch.randn(4, 5)
+    out = model((images, features))
+    assert out.shape == (4, 1)
+    torch.nn.functional.binary_cross_entropy_with_logits(out, torch.ones(4, 1)).backward()
+    grad = model.meta[0].weight.grad
+    assert grad is not None and grad.abs().sum() > 0
+    assert model.encoder is not None and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.encoder.parameters())
+    with pytest.raises(TypeError, match="features="):
+        model(images)
+    assert create_metadata_mlp(5)((images, features)).shape == (4, 1)
+    assert create_image_model(backbone)(images).shape == (4, 1)
+
+
+def test_fusion_trains_through_fit_with_feature_batches(tmp_path, archive_table):
+    table = archive_table.iloc[:64].reset_index(drop=True)
+    cache = build_cache(table, 16, jobs=1)
+    feats = metadata.MetadataFeatures(*metadata.columns(table)).fit(table)
+    x = feats.transform(table)
+    batches = Batches(cache, table["image_id"], table["target"].to_numpy(np.float32), 16, shuffle=True, features=x)
+    (images, meta), labels = next(iter(batches))
+    assert images.shape == (16, 3, 16, 16) and meta.shape == (16, x.shape[1]) and labels.shape == (16,)
+    with pytest.raises(ValueError, match="features must be"):
+        Batches(cache, table["image_id"], table["target"], 16, features=x[:10])
+    model = create_fusion("small_cnn", x.shape[1])
+    pre = Preprocess((0.5,) * 3, (0.25,) * 3)
+    result = fit(model, batches, batches, pre, pre, FitConfig(max_epochs=2, monitor="auc", device="cpu"),
+                 checkpoint_dir=tmp_path / "ck")
+    assert len(result.history) == 2 and "val_auc" in result.history
+    p = predict(model, Batches(cache, table["image_id"], table["target"], 16, features=x), pre)
+    assert p.shape == (64,) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_threshold_selection_uses_validation_only():
+    rng = np.random.default_rng(0)
+    y_val = rng.integers(0, 2, 200)
+    p_val = np.clip(0.3 * y_val + rng.normal(0.35, 0.2, 200), 0, 1)
+    parts = {"val": pd.DataFrame({"target": y_val}), "test": pd.DataFrame({"target": rng.integers(0, 2, 100)})}
+    ev = experiment.evaluate_binary(parts, {"val": p_val, "test": rng.random(100)}, "mel", n_boot=20)
+    other_test = {"val": p_val, "test": rng.random(100)}
+    ev2 = experiment.evaluate_binary({**parts, "test": pd.DataFrame({"target": 1 - parts["test"]["target"]})},
+                                     other_test, "mel", n_boot=20)
+    assert ev.per_class["threshold"].equals(ev2.per_class["threshold"])      # test never moves a threshold
+    t = metrics.choose_threshold(y_val, p_val, "sensitivity", 0.9)
+    assert ((p_val >= t)[y_val == 1]).mean() >= 0.9
+    assert ((p_val >= t + 1e-9)[y_val == 1]).mean() < 0.9 or t == p_val.max()
+    j = metrics.choose_threshold(y_val, p_val, "youden")
+    grid = np.unique(p_val)
+    youden = [((p_val >= g)[y_val == 1]).mean() - ((p_val >= g)[y_val == 0]).mean() for g in grid]
+    assert ((p_val >= j)[y_val == 1]).mean() - ((p_val >= j)[y_val == 0]).mean() == pytest.approx(max(youden))
+    assert ev.metrics["test"]["youden_threshold"] == pytest.approx(j)
+    assert ev.metrics["test"]["auc_low"] <= ev.metrics["test"]["auc"] <= ev.metrics["test"]["auc_high"]
+
+
+def test_binary_record_writes_the_positive_column(archive_table):
+    parts = {s: archive_table.iloc[i::3] for i, s in enumerate(("train", "val", "test"))}
+    rng = np.random.default_rng(1)
+    proba = {s: rng.random(len(parts[s])) for s in ("val", "test")}
+    ev = experiment.evaluate_binary(parts, proba, "malignant", negative="benign", n_boot=10)
+    rec = experiment.record("binary", "isic-test", {"task": "isic_archive"}, parts, ev)
+    pred = pd.read_csv(rec.folder / "predictions.csv")
+    assert list(pred.columns) == ["image_id", "split", "label", "p_malignant"]
+    assert (rec.folder / "tables" / "thresholds_test.csv").is_file()
+    assert not (rec.folder / "isic_test_predictions.csv").exists()
+
+
+def test_metadata_only_baseline_beats_chance_on_the_synthetic_archive(archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    parts = experiment.by_split(archive_table.merge(split, on="image_id"))
+    numeric, categorical = metadata.columns(parts["train"])
+    proba = metadata.fit_predict(metadata.logistic_regression(numeric, categorical), parts, numeric, categorical)
+    auc = experiment.evaluate_binary(parts, proba, "malignant", n_boot=200).metrics["test"]
+    assert auc["auc_low"] > 0.5, auc                     # the 95% interval lies above chance
+    assert auc["auc"] < 0.95                             # partial signal: metadata alone is far from perfect
+
+
+def test_synthetic_archive_has_malignant_subtypes_and_a_metadata_signal(archive_table):
+    subtypes = binary.malignant_subtypes(archive_table)
+    assert set(subtypes[subtypes != ""]) == {"basal cell carcinoma", "melanoma", "melanoma metastasis",
+                                             "squamous cell carcinoma"}
+    assert (subtypes[archive_table["target"] == 0] == "").all()
+    older = archive_table["age"] >= archive_table["age"].median()
+    larger = archive_table["size_mm"] >= archive_table["size_mm"].median()
+    rate = archive_table["target"]
+    assert rate[older].mean() > rate[~older].mean() + 0.1
+    assert rate[larger].mean() > rate[~larger].mean() + 0.1
+
+
+def test_class_folders_one_or_two_levels_down(tmp_path):
+    for depth, root in ((1, tmp_path / "a"), (2, tmp_path / "b")):
+        base = root / "skin-cancer-download" if depth == 1 else root / "archive" / "HAM10000 images"
+        for k, cls in enumerate(("Melanoma", "nv")):
+            write_jpeg(base / cls / f"img_{k}.jpg", seed=k)
+        assert detect_layouts(root) == [("folders", base)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            catalog = load_catalog(root)
+        assert sorted(catalog["dx"]) == ["mel", "nv"]
+    with pytest.raises(FileNotFoundError, match="no dataset layout"):
+        deep = tmp_path / "c" / "x" / "y" / "z" / "mel"
+        write_jpeg(deep / "img.jpg")
+        load_catalog(tmp_path / "c")
+
+
+def test_task_and_choice_errors_name_the_fix(synthetic_small):
+    with pytest.raises(ValueError, match="unknown task 'mela'.*melanoma"):
+        binary.task_of("mela")
+    with pytest.raises(ValueError, match="needs a 'malignant' column"):
+        binary.with_target(load_catalog(synthetic_small, layout="ham10000"), "isic_archive")
+    with pytest.raises(ValueError, match=r"unknown model\(s\) \['cnn'\]"):
+        binary.check_choices(["cnn"], ["natural"])
+    assert binary.run_name(None, "isic_archive", "fusion", "balanced", "small_cnn") == "isic-fusion-small_cnn-balanced"
+    assert binary.run_name("D-mobilenet", "isic_archive", "image", "natural", "mobilenetv2") == "D-mobilenet-image-natural"
