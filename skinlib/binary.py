@@ -161,6 +161,25 @@ def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0) ->
     return undersample(parts["train"], seed) if regime == "undersampled" else parts["train"]
 
 
+def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, freeze_fraction: float = 0.0,
+                  image_size: int | None = None) -> tuple[str, dict]:
+    """The registry factory (:data:`skinlib.models.FACTORIES`) and its plain keyword arguments for a binary network
+    of `kind`; :func:`make_model` builds from them and the run records them, so the model can be rebuilt.
+
+    Args:
+        kind, n_features, backbone, freeze_fraction, image_size: as for :func:`make_model`.
+    """
+    image = dict(freeze_fraction=freeze_fraction,
+                 image_size=image_size if backbone.startswith("vit") or "dino" in backbone else None)
+    if kind == "mlp":
+        return "metadata_mlp", {"n_features": n_features}
+    if kind == "image":
+        return "image_model", {"backbone": backbone, **image}
+    if kind == "fusion":
+        return "fusion", {"backbone": backbone, "n_features": n_features, **image}
+    raise ValueError(f"no network for model kind {kind!r}; networks: mlp, image, fusion (logreg is scikit-learn)")
+
+
 def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretrained: bool = False,
                weights_dir: str | None = None, freeze_fraction: float = 0.0, image_size: int | None = None,
                seed: int = 0):
@@ -176,19 +195,13 @@ def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretr
     """
     import torch
 
-    from .models import create_fusion, create_image_model, create_metadata_mlp
+    from .models import FACTORIES
 
     torch.manual_seed(seed)
-
-    image = dict(pretrained=pretrained, weights_dir=weights_dir, freeze_fraction=freeze_fraction,
-                 image_size=image_size if backbone.startswith("vit") or "dino" in backbone else None)
-    if kind == "mlp":
-        return create_metadata_mlp(n_features)
-    if kind == "image":
-        return create_image_model(backbone, **image)
-    if kind == "fusion":
-        return create_fusion(backbone, n_features, **image)
-    raise ValueError(f"no network for model kind {kind!r}; networks: mlp, image, fusion (logreg is scikit-learn)")
+    factory, kwargs = model_factory(kind, n_features, backbone, freeze_fraction=freeze_fraction, image_size=image_size)
+    if kind != "mlp":
+        kwargs.update(pretrained=pretrained, weights_dir=weights_dir)
+    return FACTORIES[factory](**kwargs)
 
 
 def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame, cache, features, regime: str,

@@ -15,6 +15,7 @@ from torch import nn
 
 from .backbones import create_backbone
 from .custom_cnn import ResidualCNN
+from .fusion import create_fusion, create_image_model, create_metadata_mlp
 from .vision_language import create_blip, create_clip
 
 #: Factory name -> callable building the (untrained) model from JSON-able keyword arguments.
@@ -23,6 +24,9 @@ FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "backbone": create_backbone,
     "clip": create_clip,
     "blip": create_blip,
+    "image_model": create_image_model,          # binary tasks (07): image only, one logit
+    "metadata_mlp": create_metadata_mlp,        # binary tasks: metadata only (its input: the run's metadata features)
+    "fusion": create_fusion,                    # binary tasks: image + metadata
 }
 
 
