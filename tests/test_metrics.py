@@ -104,3 +104,21 @@ def test_isic_csv_round_trip(tmp_path, predictions):
     pd.DataFrame({"image": ["a"], "MEL": [1.0]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="missing column"):
         metrics.read_isic_csv(tmp_path / "bad.csv")
+
+
+def test_headline_metrics_equal_scikit_learns_on_resamples():
+    """The fast path bootstrap_ci uses gives classification_metrics' numbers: missing classes, ties, one class."""
+    from skinlib.metrics import HEADLINE, classification_metrics, headline_metrics
+
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        n = int(rng.integers(5, 80))
+        y = rng.choice(7, n, p=[0.05, 0.1, 0.1, 0.02, 0.1, 0.6, 0.03])
+        proba = rng.dirichlet(np.ones(7), n)
+        if trial % 3 == 0:
+            proba = np.round(proba, 1)                          # ties between scores
+        if trial % 10 == 0:
+            y = np.full(n, 5)                                   # one class only: AUC undefined
+        fast, slow = headline_metrics(y, proba), classification_metrics(y, proba)
+        for key in HEADLINE:
+            assert fast[key] == pytest.approx(slow[key], abs=1e-12, nan_ok=True), (trial, key)
