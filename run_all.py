@@ -6,6 +6,8 @@
     python run_all.py --profile full        # real-data settings from params/full/ (GPU box)
     python run_all.py --list                # what would run, with resolved parameters and status
     python run_all.py --only 02 --force     # one notebook, even if already done
+    python run_all.py --profile full --smoke --set pretrained=false
+                                            # every run of a profile, tiny data, one epoch, own workspace
 
 Every parameter file is checked against its notebook's parameters cell before anything runs.
 Executed notebooks go to <workspace>/outputs/<profile>/, never over the sources. Runs already done
@@ -24,7 +26,11 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
-from skinlib.runner import ParameterError, is_done, plan, run_all, select  # noqa: E402
+from skinlib.experiment import SMOKE_ENV  # noqa: E402
+from skinlib.runner import SMOKE_LIMITS, ParameterError, is_done, parse_sets, plan, run_all, select, smoke  # noqa: E402
+
+SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
+REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="run again even when already done with the same parameters")
     parser.add_argument("--keep-going", action="store_true", help="after a failure, go on with the next notebooks")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    parser.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
+                        help="override a parameter for every run that has it, checked like parameter files (repeatable)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"check that every run gets through: {SMOKE_PER_CLASS} images per class and split, "
+                             f"{', '.join(f'{k} <= {v}' for k, v in SMOKE_LIMITS.items())}, the profile's settings "
+                             "otherwise, in a workspace of its own (<workspace>/smoke)")
     args = parser.parse_args(argv)
 
     overrides = {}
@@ -49,10 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.allow_missing:
         overrides["allow_missing"] = True
     try:
-        runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides), args.only, args.start)
+        runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides, parse_sets(args.sets)),
+                      args.only, args.start)
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.smoke:
+        # its own workspace: smoke outputs, checkpoints and registry never mix with (or resume) real ones
+        os.environ[paths.WORKSPACE_ENV] = str(paths.workspace() / "smoke")
+        os.environ[SMOKE_ENV] = str(SMOKE_PER_CLASS)
+        runs = smoke(runs)
     out_dir = paths.outputs_dir() / args.profile
     if args.list:
         for run in runs:
@@ -61,9 +79,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    print(f"profile {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
-    return run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                   progress=not args.no_progress)
+    kind = "SMOKE run of profile" if args.smoke else "profile"
+    print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
+    status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
+                     progress=not args.no_progress)
+    report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
+    if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
+        from skinlib.report import export_html
+
+        print(f"report (HTML, open it in a browser): {export_html(report, out_dir / 'report.html')}", flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Keeps notebooks 03-05 to their story; every run ends in the results registry the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -21,6 +22,32 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .models.spec import ModelSpec
+
+
+SMOKE_ENV = "SKINLIB_SMOKE"
+
+
+def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str = "label") -> pd.DataFrame:
+    """In a smoke run (``run_all.py --smoke`` sets ``$SKINLIB_SMOKE`` to a count), keep at most that many images
+    of each class in each split, so every run of a profile finishes in seconds with its real settings otherwise.
+    Outside a smoke run, `table` unchanged.
+
+    Args:
+        table: a split catalog (with a ``split`` column).
+        per_class: images kept per class and split; None: ``$SKINLIB_SMOKE`` (unset or empty: no subset).
+        by: the class column (``label``, or a binary target).
+    """
+    if per_class is None:
+        text = os.environ.get(SMOKE_ENV, "").strip()
+        if not text:
+            return table
+        per_class = int(text)
+    keep = table.groupby(["split", by], sort=False, group_keys=False).head(per_class)
+    subset = table.loc[sorted(keep.index)].reset_index(drop=True)
+    subset.attrs = dict(table.attrs, smoke=per_class)
+    print(f"SMOKE RUN: {len(subset)} of {len(table)} images kept ({per_class} per class and split); "
+          "the numbers below only show that the run gets through")
+    return subset
 
 
 def split_catalog(data_dir=None, layout=None, split_name: str = "lesion-75-10-15-seed0", *, seed: int = 0,
@@ -41,7 +68,7 @@ def split_catalog(data_dir=None, layout=None, split_name: str = "lesion-75-10-15
         table = table[table["localization"] == localization].reset_index(drop=True)
         if table.empty:
             raise ValueError(f"no images with localization {localization!r}; values: {sorted(catalog['localization'].unique())}")
-    return table
+    return smoke_subset(table)
 
 
 def by_split(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

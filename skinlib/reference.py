@@ -1,22 +1,38 @@
 """Numbers the studies report (test or validation sets of their own, image-level splits): context, not targets
-our lesion-grouped protocol should match."""
+our lesion-grouped protocol should match. See docs/studies.md."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-#: (study, model, variant) -> reported metrics. Study A: weighted F1; study E: macro F1.
+def _transfer(backbone: str, head: str, grayscale: bool = False, augment: str | tuple = ("study_e", "study_a")) -> dict:
+    return {"experiment": "transfer", "backbone": backbone, "head": head, "grayscale": grayscale, "augment": augment,
+            "localization": None}
+
+
+#: (study, model, variant) -> reported metrics. Study A: weighted F1; study E: macro F1. ``match``: the registry
+#: runs of the same model and variant (experiment and parameters), for the report.
 REPORTED: list[dict] = [
-    {"study": "A", "model": "random forest (HOG+PCA+SMOTE)", "backbone": "rf", "variant": "", "accuracy": 0.6740, "f1_weighted": 0.5755},
-    {"study": "A", "model": "custom residual CNN", "backbone": "custom_cnn", "variant": "", "accuracy": 0.7614, "f1_weighted": 0.7433},
-    {"study": "A", "model": "ResNet-50 fine-tuned", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.8516, "f1_weighted": 0.8485},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.885, "f1_macro": 0.79},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "gray, aug", "accuracy": 0.81, "f1_macro": 0.67},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, no aug", "accuracy": 0.87, "f1_macro": 0.76},
-    {"study": "E", "model": "Xception", "backbone": "xception", "variant": "rgb, aug", "accuracy": 0.87, "f1_macro": 0.78},
-    {"study": "E", "model": "InceptionResNetV2", "backbone": "inception_resnet_v2", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.76},
-    {"study": "E", "model": "VGG19", "backbone": "vgg19", "variant": "rgb, aug", "accuracy": 0.73, "f1_macro": 0.61},
-    {"study": "E", "model": "ViT-B/32", "backbone": "vit_base_patch32_224", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.74},
+    {"study": "A", "model": "random forest (HOG+PCA+SMOTE)", "backbone": "rf", "variant": "", "accuracy": 0.6740, "f1_weighted": 0.5755,
+     "match": {"experiment": "random_forest"}},
+    {"study": "A", "model": "custom residual CNN", "backbone": "custom_cnn", "variant": "", "accuracy": 0.7614, "f1_weighted": 0.7433,
+     "match": {"experiment": "custom_cnn"}},
+    {"study": "A", "model": "ResNet-50 fine-tuned", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.8516, "f1_weighted": 0.8485,
+     "match": _transfer("resnet50", "linear")},
+    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.885, "f1_macro": 0.79,
+     "match": _transfer("resnet50", "study_e")},
+    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "gray, aug", "accuracy": 0.81, "f1_macro": 0.67,
+     "match": _transfer("resnet50", "study_e", grayscale=True)},
+    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, no aug", "accuracy": 0.87, "f1_macro": 0.76,
+     "match": _transfer("resnet50", "study_e", augment="none")},
+    {"study": "E", "model": "Xception", "backbone": "xception", "variant": "rgb, aug", "accuracy": 0.87, "f1_macro": 0.78,
+     "match": _transfer("xception", "study_e")},
+    {"study": "E", "model": "InceptionResNetV2", "backbone": "inception_resnet_v2", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.76,
+     "match": _transfer("inception_resnet_v2", "study_e")},
+    {"study": "E", "model": "VGG19", "backbone": "vgg19", "variant": "rgb, aug", "accuracy": 0.73, "f1_macro": 0.61,
+     "match": _transfer("vgg19", "study_e")},
+    {"study": "E", "model": "ViT-B/32", "backbone": "vit_base_patch32_224", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.74,
+     "match": _transfer("vit_base_patch32_224", "study_e")},
 ]
 
 #: Study E's combinations (section 3.5): averaging and voting of its top 3 RGB models (ResNet50, Xception,
@@ -33,8 +49,9 @@ REPORTED_ENSEMBLES: list[dict] = [
 
 def reported(backbone: str | None = None) -> pd.DataFrame:
     """The studies' reported numbers, optionally for one backbone."""
-    table = pd.DataFrame(REPORTED)
-    return table[table["backbone"] == backbone] if backbone else table
+    table = pd.DataFrame(REPORTED).drop(columns="match")
+    table = table[table["backbone"] == backbone] if backbone else table
+    return table.dropna(axis=1, how="all")
 
 
 def reported_ensembles() -> pd.DataFrame:

@@ -37,6 +37,20 @@ NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 RESERVED = {"runs", "name"}
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; parameter files mean the float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def yaml_load(text: str) -> Any:
+    """YAML as parameter files and ``--set`` read it (``1e-4`` is a float)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class ParameterError(ValueError):
     """A parameter file that does not fit its notebook; the message names file, key and fix."""
 
@@ -126,7 +140,7 @@ def check_values(values: dict[str, Any], params: dict[str, Parameter], where: st
 def load_params_file(path: Path) -> dict[str, Any]:
     """A parameter file as a mapping (empty file: no overrides)."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ParameterError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -134,14 +148,74 @@ def load_params_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` arguments as a mapping, each value read as YAML (``0.001``, ``false``, ``[1, 2]``)."""
+    sets: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"--set {item!r}: expected key=value, e.g. --set max_epochs=2")
+        try:
+            sets[key.strip()] = yaml_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    return sets
+
+
+def check_sets(sets: dict[str, Any], notebooks: list[Path]) -> None:
+    """``--set`` keys must be a parameter of at least one notebook, with a value of that parameter's type."""
+    every = {nb: notebook_parameters(nb) for nb in notebooks}
+    names = sorted({name for params in every.values() for name in params})
+    errors = []
+    for key, value in sets.items():
+        owners = [nb for nb, params in every.items() if key in params]
+        if not owners:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            errors.append(f"--set: unknown parameter {key!r}; "
+                          + (f"did you mean {close[0]!r}?" if close else f"no notebook has it (parameters: {', '.join(names)})"))
+            continue
+        for nb in owners:
+            try:
+                check_values({key: value}, every[nb], f"--set (notebook {nb.name})")
+            except ParameterError as exc:
+                errors.append(str(exc))
+    if errors:
+        raise ParameterError("\n".join(errors))
+
+
+#: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches. The image
+#: count is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes, heads and
+#: augmentation stay as the profile sets them.
+SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4}
+
+
+def smoke(runs: list[Run]) -> list[Run]:
+    """The same runs with :data:`SMOKE_LIMITS` applied (never raising a value the run set lower)."""
+    for run in runs:
+        params = notebook_parameters(run.notebook)
+        for key, limit in SMOKE_LIMITS.items():
+            if key in params:
+                value = run.params.get(key, params[key].default)
+                run.params[key] = limit if value is None else min(value, limit)
+    return runs
+
+
 def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
-         overrides: dict[str, Any] | None = None) -> list[Run]:
+         overrides: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> list[Run]:
     """Every run of every notebook for a profile, with parameters validated; nothing is executed.
+
+    Args:
+        overrides: values applied to every notebook that has the parameter (``--data``), unchecked.
+        sets: ``--set`` values: applied like `overrides`, after checking each key exists in some notebook and has
+            the right type there.
 
     Raises:
         ParameterError: listing every unknown key or wrongly typed value, by file.
     """
     notebooks = find_notebooks(notebooks_dir)
+    if sets:
+        check_sets(sets, notebooks)
+        overrides = {**(overrides or {}), **sets}
     profile_dir = params_dir / profile if params_dir is not None else None
     if profile != "default" and (profile_dir is None or not profile_dir.is_dir()):
         known = sorted(p.name for p in params_dir.iterdir() if p.is_dir()) if params_dir and params_dir.is_dir() else []

@@ -1,0 +1,259 @@
+"""The report: every run of the results registry beside the papers' numbers, the measured cost of the studies'
+image-level split, calibration of the best model, and the standalone HTML export.
+
+Reads only the registry (:func:`skinlib.results.gather`, :func:`skinlib.results.load_run`); trains nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import metrics, paths
+from .data.labels import CLASSES
+from .reference import REPORTED
+from .results import gather, load_run
+
+#: experiment -> family shown in the forest plot (in this order).
+FAMILIES: dict[str, str] = {"random_forest": "random forest", "custom_cnn": "custom CNN", "transfer": "transfer",
+                            "vision_language": "vision-language", "binary": "binary", "ensembles": "ensembles"}
+#: Which study each experiment's runs belong to (a run may belong to several: its table shows it in each).
+STUDIES: dict[str, str] = {
+    "A": "HAM10000, 7 classes: random forest, custom CNN, ResNet-50, CLIP, BLIP (accuracy, weighted F1)",
+    "B": "melanoma vs rest: ResNet-18, DINO, CLIP (validation accuracy, precision, recall, AUC, AP)",
+    "C": "CLIP with text prompts (accuracy)",
+    "D": "ISIC archive benign vs malignant with patient metadata (AUC)",
+    "E": "HAM10000 transfer learning, ensembles, mix-model (accuracy, macro F1)",
+}
+PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "recall", "auc", "average_precision")
+
+
+def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
+    ci = (metrics_json.get("test_ci") or {}).get(key) or {}
+    return ci.get("low", math.nan), ci.get("high", math.nan)
+
+
+def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
+    """One row per finished run: experiment, family, run, its parameters, `split` metrics, and the 95% bootstrap
+    interval of the test balanced accuracy (``ba_low``, ``ba_high``) where the run recorded one."""
+    table = gather(root=root, split=split)
+    if table.empty:
+        return table
+    rows = []
+    for _, row in table.iterrows():
+        run = load_run(row["experiment"], row["run"], root)
+        if run.params.get("classes") and list(run.params["classes"]) != list(CLASSES):
+            continue            # a specialist of a few classes (05 with `classes`): 08's mix-model uses it
+        low, high = _ci(run.metrics, "balanced_accuracy")
+        val = run.metrics.get("val", {})
+        rows.append({**row.to_dict(), "family": FAMILIES.get(row["experiment"], row["experiment"]),
+                     "ba_low": low, "ba_high": high, "val_balanced_accuracy": val.get("balanced_accuracy", math.nan),
+                     "params": run.params})
+    return pd.DataFrame(rows)
+
+
+def is_synthetic(params: dict) -> bool:
+    """Whether a run read the built-in synthetic data (no ``data_dir``, and no ``$SKINLIB_DATA`` now)."""
+    import os
+
+    return params.get("data_dir") in (None, "") and not os.environ.get(paths.DATA_ENV)
+
+
+def banner(runs: pd.DataFrame) -> None:
+    """The synthetic-data warning when any run of the registry read synthetic data; else which runs are real."""
+    from IPython.display import display
+
+    from .notebook import BANNER
+
+    synthetic = [f"{r.experiment}/{r.run}" for r in runs.itertuples() if is_synthetic(r.params)] if len(runs) else []
+    if not synthetic:
+        print(f"{len(runs)} run(s) in the registry, all on real data")
+        return
+    text = f"{BANNER} ({len(synthetic)} of {len(runs)} runs in the registry)"
+    display({"text/html": f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px 12px;'
+                          f'font-weight:bold">&#9888; {text}</div>', "text/plain": f"WARNING: {text}"}, raw=True)
+
+
+def _matches(paper: dict, run: pd.Series) -> bool:
+    """A paper row matches a run when every key of its ``match`` equals the run's parameter (or experiment)."""
+    want = paper.get("match") or {}
+    params = run.get("params") or {}
+    for key, value in want.items():
+        have = run.get("experiment") if key == "experiment" else params.get(key)
+        if isinstance(value, (list, tuple, set)):
+            if have not in value:
+                return False
+        elif have != value:
+            return False
+    return bool(want)
+
+
+def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = REPORTED) -> pd.DataFrame:
+    """Each number `study` reported beside our run(s) of the same model and variant, on the same metric, with our
+    balanced accuracy and its 95% interval as the headline. A paper row without a run says "not run"."""
+    rows = []
+    for paper in (r for r in reported if r["study"] == study):
+        metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
+        matched = runs[runs.apply(lambda r: _matches(paper, r), axis=1)] if len(runs) else runs
+        base = {"model": paper["model"], "variant": paper.get("variant", ""),
+                **{f"paper {m}": paper[m] for m in metric_cols}}
+        if matched is None or matched.empty:
+            rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
+            continue
+        for _, run in matched.iterrows():
+            rows.append({**base, "our run": f"{run['experiment']}/{run['run']}",
+                         "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
+                         **{f"ours {m}": run.get(m, math.nan) for m in metric_cols}})
+    table = pd.DataFrame(rows)
+    return table.dropna(axis=1, how="all") if len(table) else table
+
+
+def _isnan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _fmt_ci(value, low, high) -> str:
+    if value is None or _isnan(value):
+        return ""
+    if low is None or _isnan(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def forest_plot(runs: pd.DataFrame, chance: float | None = 1 / 7, ax=None):
+    """Balanced accuracy with its 95% bootstrap interval for every run, grouped by family (one row each)."""
+    import matplotlib.pyplot as plt
+
+    order = list(FAMILIES.values())
+    table = runs.dropna(subset=["balanced_accuracy"]).copy()
+    table["rank"] = table["family"].map(lambda f: order.index(f) if f in order else len(order))
+    table = table.sort_values(["rank", "balanced_accuracy"], ascending=[False, True]).reset_index(drop=True)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 1.2))
+    palette = plt.get_cmap("tab10")
+    for i, row in table.iterrows():
+        colour = palette(order.index(row["family"]) % 10 if row["family"] in order else 9)
+        low, high = row["ba_low"], row["ba_high"]
+        if not _isnan(low):
+            ax.plot([low, high], [i, i], color=colour, lw=2)
+        ax.plot(row["balanced_accuracy"], i, "o", color=colour, label=row["family"])
+    ax.set_yticks(range(len(table)), [f"{r.experiment}/{r.run}" for r in table.itertuples()])
+    if chance is not None:
+        ax.axvline(chance, ls="--", color="grey", lw=1)
+        ax.text(chance, len(table) - 0.4, " chance", color="grey", va="bottom", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
+    ax.set_xlabel("test balanced accuracy (95% bootstrap interval)")
+    ax.set_xlim(0, 1)
+    return ax.figure
+
+
+def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0,
+               root: Path | None = None) -> pd.Series:
+    """How much the studies' image-level split inflates a result: test balanced accuracy of the same model trained
+    on the image-level split minus on the lesion-grouped split (each on its own test split), with a 95% bootstrap
+    interval (the two test sets resampled independently). When a run is missing, says which and how to make it.
+
+    Args:
+        grouped, image_level: ``experiment/run`` of the run on each split.
+        n_boot: bootstrap resamples.
+        seed: seed of the resampling.
+    """
+    base = Path(root) if root else paths.results_dir()
+    missing = [name for name in (grouped, image_level) if not (base / name / "run.json").is_file()]
+    if missing:
+        return pd.Series({"not run": ", ".join(missing),
+                          "how": "run 04_custom_cnn with split_name = the image-level split saved by 02 "
+                                 "(params/full/04_custom_cnn.yaml has it as a run)"})
+    rng = np.random.default_rng(seed)
+    scores, draws = {}, {}
+    for name, key in (("lesion-grouped", grouped), ("image-level", image_level)):
+        experiment, run = key.split("/", 1)
+        pred = load_run(experiment, run, root).predictions
+        test = pred[pred["split"] == "test"]
+        y = test["label"].to_numpy(int)
+        p = test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1)
+        scores[name] = _balanced(y, p)
+        draws[name] = np.array([_balanced(y[idx], p[idx]) for idx in
+                                (rng.integers(0, len(y), len(y)) for _ in range(n_boot))])
+    diff = draws["image-level"] - draws["lesion-grouped"]
+    return pd.Series({"lesion-grouped": scores["lesion-grouped"], "image-level": scores["image-level"],
+                      "inflation": scores["image-level"] - scores["lesion-grouped"],
+                      "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
+                      "share of resamples without inflation": float((diff <= 0).mean())})
+
+
+def _balanced(y: np.ndarray, pred: np.ndarray) -> float:
+    recalls = [np.mean(pred[y == k] == k) for k in np.unique(y)]
+    return float(np.mean(recalls))
+
+
+def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None) -> pd.Series:
+    """The run with the highest *validation* balanced accuracy (test data chooses nothing)."""
+    table = runs if experiments is None else runs[runs["experiment"].isin(experiments)]
+    table = table.dropna(subset=["val_balanced_accuracy"])
+    if table.empty:
+        raise ValueError("no run with a validation balanced accuracy in the registry")
+    return table.loc[table["val_balanced_accuracy"].idxmax()]
+
+
+def reliability(experiment: str, run: str, split: str = "test", n_bins: int = 10,
+                root: Path | None = None) -> tuple[pd.DataFrame, float]:
+    """Reliability table of a multiclass run's top-class confidence (per bin: count, mean confidence, accuracy)
+    and its expected calibration error."""
+    pred = load_run(experiment, run, root).predictions
+    part = pred[pred["split"] == split]
+    proba = part[[f"p_{c}" for c in CLASSES]].to_numpy(float)
+    y = part["label"].to_numpy(int)
+    confidence, correct = proba.max(1), (proba.argmax(1) == y).astype(float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+    table = pd.DataFrame({"bin": which, "confidence": confidence, "correct": correct}).groupby("bin").agg(
+        n=("correct", "size"), confidence=("confidence", "mean"), accuracy=("correct", "mean"))
+    table.index = [f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in table.index]
+    return table, metrics.expected_calibration_error(y, proba, n_bins=n_bins)
+
+
+def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "", ax=None):
+    """Accuracy against confidence per bin (the diagonal is perfect calibration), bar width by bin."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
+    ax.plot(table["confidence"], table["accuracy"], "o-", label="this model")
+    for conf, acc, n in zip(table["confidence"], table["accuracy"], table["n"]):
+        ax.annotate(str(int(n)), (conf, acc), textcoords="offset points", xytext=(4, -10), fontsize=7, color="grey")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top class)", ylabel="accuracy",
+           title=f"{title}  ECE {ece:.3f}".strip())
+    ax.legend(loc="upper left", fontsize=8)
+    return ax.figure
+
+
+def isic_csvs(root: Path | None = None) -> pd.DataFrame:
+    """Every ISIC 2018 scoring CSV in the registry, with its run and number of images."""
+    base = Path(root) if root else paths.results_dir()
+    rows = []
+    for path in sorted(base.glob("*/*/isic_test_predictions.csv")):
+        if path.parent.name.startswith("."):
+            continue
+        rows.append({"experiment": path.parent.parent.name, "run": path.parent.name,
+                     "images": sum(1 for _ in path.open()) - 1, "file": paths.display_path(path)})
+    return pd.DataFrame(rows)
+
+
+def export_html(notebook: str | Path, target: str | Path | None = None) -> Path:
+    """A standalone HTML copy of an executed notebook without code cells (figures embedded); returns its path."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = Path(notebook)
+    target = Path(target) if target else notebook.with_suffix(".html")
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    return paths.write_atomic(target, body)

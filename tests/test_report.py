@@ -1,0 +1,131 @@
+"""The report reads only the registry: study tables (with missing runs named), forest plot, the split's cost,
+calibration of the model chosen on validation, and the standalone HTML export."""
+
+from __future__ import annotations
+
+import matplotlib
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from skinlib import report
+from skinlib.data.labels import CLASSES
+from skinlib.results import RunRecorder
+
+matplotlib.use("Agg")
+
+
+def record(root, experiment, run, y, proba, params=None, val_ba=0.5, test_ci=None):
+    """A finished run whose test predictions are `proba` for labels `y`."""
+    rec = RunRecorder(experiment, run, params or {}, root=root)
+    frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in CLASSES])
+    frame.insert(0, "label", y)
+    frame.insert(0, "split", "test")
+    frame.insert(0, "image_id", [f"i{k}" for k in range(len(y))])
+    rec.predictions(frame)
+    pred = np.asarray(proba).argmax(1)
+    ba = float(np.mean([np.mean(pred[np.asarray(y) == k] == k) for k in np.unique(y)]))
+    rec.metrics({"val": {"balanced_accuracy": val_ba}, "test": {"balanced_accuracy": ba, "accuracy": float(np.mean(pred == y))},
+                 "test_ci": test_ci or {"balanced_accuracy": {"value": ba, "low": ba - 0.1, "high": ba + 0.1}}})
+    return rec.finish()
+
+
+def onehot(pred, confidence=0.9):
+    out = np.full((len(pred), 7), (1 - confidence) / 6)
+    out[np.arange(len(pred)), pred] = confidence
+    return out
+
+
+@pytest.fixture
+def registry(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(7), 30)
+    right = lambda share: np.where(rng.random(len(y)) < share, y, (y + 1) % 7)   # noqa: E731
+    record(tmp_path, "custom_cnn", "custom-cnn", y, onehot(right(0.5)), {"data_dir": None}, val_ba=0.6)
+    record(tmp_path, "transfer", "resnet50-run", y, onehot(right(0.7)), {"backbone": "resnet50", "grayscale": False,
+                                                                          "augment": "study_e", "head": "study_e"}, val_ba=0.4)
+    record(tmp_path, "split_cost", "lesion", y, onehot(right(0.4)), val_ba=0.3)
+    record(tmp_path, "split_cost", "image", y, onehot(right(0.8)), val_ba=0.3)
+    return tmp_path
+
+
+def test_study_table_puts_runs_beside_the_paper_and_names_missing_ones(registry):
+    runs = report.runs_table(registry)
+    table = report.study_table("A", runs)
+    cnn = table[table["model"] == "custom residual CNN"].iloc[0]
+    assert cnn["our run"] == "custom_cnn/custom-cnn" and cnn["paper accuracy"] == 0.7614
+    assert cnn["balanced accuracy [95% CI]"].startswith(f"{runs.set_index('run').loc['custom-cnn', 'balanced_accuracy']:.3f} [")
+    rf = table[table["model"].str.startswith("random forest")].iloc[0]
+    assert rf["our run"].startswith("not run")
+    e = report.study_table("E", runs)
+    assert "transfer/resnet50-run" in set(e["our run"])
+
+
+def test_forest_plot_has_a_row_per_run(registry):
+    runs = report.runs_table(registry)
+    fig = report.forest_plot(runs)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert sorted(labels) == sorted(f"{e}/{r}" for e, r in zip(runs["experiment"], runs["run"]))
+
+
+def test_split_cost_measures_the_difference_with_an_interval(registry):
+    cost = report.split_cost("split_cost/lesion", "split_cost/image", n_boot=300, root=registry)
+    runs = report.runs_table(registry).set_index("run")
+    assert cost["inflation"] == pytest.approx(runs.loc["image", "balanced_accuracy"] - runs.loc["lesion", "balanced_accuracy"])
+    assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0          # 0.8 vs 0.4 of 210 images
+
+
+def test_split_cost_names_a_missing_run(registry):
+    cost = report.split_cost("split_cost/lesion", "custom_cnn/nope", root=registry)
+    assert cost["not run"] == "custom_cnn/nope" and "split_name" in cost["how"]
+
+
+def test_best_model_is_chosen_on_validation_not_test(registry):
+    runs = report.runs_table(registry)
+    best = report.best_run(runs)
+    assert best["run"] == "custom-cnn"                         # highest val, though resnet50-run is better on test
+    table, ece = report.reliability("custom_cnn", "custom-cnn", root=registry)
+    assert table["n"].sum() == 210 and 0 <= ece <= 1
+
+
+def test_a_specialist_is_not_a_seven_class_model(registry):
+    rec = RunRecorder("transfer", "mel_vs_nv", {"classes": ["mel", "nv"]}, root=registry)
+    rec.predictions(pd.DataFrame({"image_id": ["a"], "split": ["test"], "label": [0], "p_mel": [0.9], "p_nv": [0.1]}))
+    rec.metrics({"val": {"balanced_accuracy": 0.99}, "test": {"balanced_accuracy": 1.0}})
+    rec.finish()
+    runs = report.runs_table(registry)
+    assert "mel_vs_nv" not in set(runs["run"]) and report.best_run(runs)["run"] == "custom-cnn"
+
+
+def test_isic_csv_listing(registry):
+    folder = registry / "custom_cnn" / "custom-cnn"
+    (folder / "isic_test_predictions.csv").write_text("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\na,1,0,0,0,0,0,0\n")
+    listing = report.isic_csvs(registry)
+    assert listing[["experiment", "run", "images"]].values.tolist() == [["custom_cnn", "custom-cnn", 1]]
+
+
+def test_report_renders_with_an_empty_registry(tmp_path):
+    assert report.runs_table(tmp_path).empty
+    for study in report.STUDIES:
+        table = report.study_table(study, report.runs_table(tmp_path))
+        assert table.empty or table["our run"].str.startswith("not run").all()
+
+
+def test_html_export_embeds_figures_without_code(tmp_path):
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    cell = new_code_cell("secret_code_line = 1")
+    cell.outputs = [new_output("display_data", data={"image/png": base64.b64encode(buf.getvalue()).decode()})]
+    nb = new_notebook(cells=[new_markdown_cell("# Title"), cell])
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    html = report.export_html(tmp_path / "r.ipynb").read_text()
+    assert "data:image/png;base64," in html and "secret_code_line" not in html and "Title" in html
