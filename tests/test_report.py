@@ -90,6 +90,15 @@ def test_best_model_is_chosen_on_validation_not_test(registry):
     assert table["n"].sum() == 210 and 0 <= ece <= 1
 
 
+def test_a_specialist_is_not_a_seven_class_model(registry):
+    rec = RunRecorder("transfer", "mel_vs_nv", {"classes": ["mel", "nv"]}, root=registry)
+    rec.predictions(pd.DataFrame({"image_id": ["a"], "split": ["test"], "label": [0], "p_mel": [0.9], "p_nv": [0.1]}))
+    rec.metrics({"val": {"balanced_accuracy": 0.99}, "test": {"balanced_accuracy": 1.0}})
+    rec.finish()
+    runs = report.runs_table(registry)
+    assert "mel_vs_nv" not in set(runs["run"]) and report.best_run(runs)["run"] == "custom-cnn"
+
+
 def test_isic_csv_listing(registry):
     folder = registry / "custom_cnn" / "custom-cnn"
     (folder / "isic_test_predictions.csv").write_text("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\na,1,0,0,0,0,0,0\n")
