@@ -18,6 +18,7 @@ from torch import nn
 
 from .models.backbones import Backbone
 from .models.custom_cnn import ResidualCNN
+from .models.vision_language import BLIPClassifier, CLIPClassifier
 
 
 @dataclass
@@ -65,10 +66,24 @@ def _timm_target(features: nn.Module) -> CamTarget:
                     "register one with skinlib.explain.register_target")
 
 
+def square_token_reshape(prefix_tokens: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
+    """As :func:`token_reshape` for a square patch grid read off the token count at call time (towers whose
+    position embedding is interpolated to the input size, such as BLIP's)."""
+    def reshape(tokens: torch.Tensor) -> torch.Tensor:
+        count = tokens.shape[1] if tokens.dim() == 3 else 0
+        side = int(round((count - prefix_tokens) ** 0.5))
+        return token_reshape(prefix_tokens, (side, side))(tokens)
+
+    return reshape
+
+
 #: Model class -> function giving its CamTarget; looked up along the class hierarchy.
 TARGETS: dict[type, Callable[[nn.Module], CamTarget]] = {
     ResidualCNN: lambda m: CamTarget([m.stages[-1]]),
     Backbone: lambda m: _timm_target(m.features),
+    # CLIP's and BLIP's image towers: the last block's patch tokens, as for a timm ViT (a class token first)
+    CLIPClassifier: lambda m: CamTarget([m.visual.transformer.resblocks[-1].ln_1], square_token_reshape(1)),
+    BLIPClassifier: lambda m: CamTarget([m.visual.encoder.layers[-1].layer_norm1], square_token_reshape(1)),
 }
 
 

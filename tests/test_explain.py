@@ -111,3 +111,15 @@ def test_a_frozen_model_is_explained_and_stays_frozen():
     assert maps.shape == (2, 32, 32) and np.isfinite(maps).all() and maps.std() > 0
     assert not any(p.requires_grad for p in model.stages.parameters())
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", ["clip", "blip"])
+def test_vision_language_towers_have_grad_cam_maps(family):
+    """CLIP's and BLIP's image towers: image-shaped, finite maps through the registered targets."""
+    from skinlib.models import TINY_BLIP, TINY_CLIP, create_blip, create_clip
+
+    torch.manual_seed(0)
+    model = (create_clip("ViT-B-32", 7, config=TINY_CLIP, image_size=64) if family == "clip"
+             else create_blip(num_classes=7, config=TINY_BLIP, image_size=64)).eval()
+    maps = explain.gradcam(model, torch.randn(3, 3, 64, 64), [0, 3, 6])
+    assert maps.shape == (3, 64, 64) and np.isfinite(maps).all()
