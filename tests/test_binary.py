@@ -197,3 +197,11 @@ def test_task_and_choice_errors_name_the_fix(synthetic_small):
         binary.check_choices(["cnn"], ["natural"])
     assert binary.run_name(None, "isic_archive", "fusion", "balanced", "small_cnn") == "isic-fusion-small_cnn-balanced"
     assert binary.run_name("D-mobilenet", "isic_archive", "image", "natural", "mobilenetv2") == "D-mobilenet-image-natural"
+
+
+def test_a_network_is_initialised_from_its_seed_alone():
+    a = binary.make_model("fusion", 3, seed=1)
+    torch.rand(100)                                    # whatever ran before (e.g. a previous run's training)
+    b = binary.make_model("fusion", 3, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.meta[0].weight, binary.make_model("fusion", 3, seed=2).meta[0].weight)
