@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
-AUGMENTATIONS = ("study_a", "study_e", "study_c", "none")
+AUGMENTATIONS = ("study_a", "study_e", "none", "study_c")
 INTERPOLATIONS = ("bilinear", "nearest")
 HEADS = ("linear", "study_e")
 GROUP_BY = ("auto", "lesion", "patient", "image")
@@ -166,7 +166,12 @@ KNOBS: dict[str, Rule] = {
 
 
 #: notebook number (e.g. ``"06"``) -> rules that replace or add to :data:`KNOBS` for that notebook only.
-NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {}
+NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {
+    # 06: CLIP's heads (study A linear, study B mlp, the prompt-initialised head)
+    "06": {"head": one_of("linear", "mlp", "prompt")},
+    # 07: the image branch may also be the small CNN trained from scratch (study D)
+    "07": {"backbone": one_of("small_cnn", *STUDY_BACKBONES, extra=_timm_model, more="or a timm model name")},
+}
 
 
 def rules(notebook: str | None = None) -> dict[str, Rule]:
@@ -210,12 +215,13 @@ def check(name: str, value: Any) -> Any:
     return value
 
 
-def check_all(values: dict[str, Any]) -> None:
+def check_all(values: dict[str, Any], notebook: str | None = None) -> None:
     """Check every knob of `values` at once; :class:`KnobError` lists every value not allowed.
 
     Args:
         values: parameter name -> value (names that are not knobs are ignored).
+        notebook: the notebook they are given to, for its own rules (:data:`NOTEBOOK_KNOBS`); None: shared rules.
     """
-    problems = [m for m in (problem(k, v) for k, v in values.items()) if m]
+    problems = [m for m in (problem(k, v, notebook) for k, v in values.items()) if m]
     if problems:
         raise KnobError("; ".join(problems))

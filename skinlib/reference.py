@@ -159,9 +159,10 @@ def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.Data
             "paper_f1_kind": "weighted" if paper is not None and pd.notna(paper.get("f1_weighted")) else "",
         })
     if len(transfer):
-        for _, row in beside(transfer).iterrows():
-            rows.append({"experiment": "transfer", "model": row["backbone"], **row.drop("backbone").to_dict(),
-                         "paper_split": "test" if row["paper"] else ""})
+        backbones = dict(zip(transfer["run"], transfer["backbone"]))
+        for _, row in beside(transfer).reset_index().iterrows():
+            rows.append({"experiment": "transfer", "model": backbones.get(row["run"]), **row.to_dict(),
+                         "paper_split": "test" if row.get("paper") else ""})
     out = pd.DataFrame(rows)
     empty = [c for c in out.columns if out[c].isna().all() or (out[c].astype(str) == "").all()]
     return out.drop(columns=empty)

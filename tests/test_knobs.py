@@ -65,7 +65,7 @@ def test_yaml_exponent_floats_are_floats(project):
 def test_every_notebook_default_is_allowed():
     for notebook in find_notebooks(ROOT / "notebooks"):
         defaults = {name: p.default for name, p in notebook_parameters(notebook).items()}
-        knobs.check_all(defaults)
+        knobs.check_all(defaults, notebook.name)
 
 
 def test_rules_are_easy_to_extend(monkeypatch):
