@@ -49,12 +49,14 @@ REPORTED: list[dict] = [
 #: Study E's combinations (section 3.5): averaging and voting of its top 3 RGB models (ResNet50, Xception,
 #: InceptionResNetV2), and the mix-model (ResNet50 RGB aug + three specialists; macro precision / recall / F1).
 REPORTED_ENSEMBLES: list[dict] = [
-    {"study": "E", "method": "average", "model": "averaging ensemble, top 3 RGB models", "accuracy": 0.90, "f1_macro": 0.82},
-    {"study": "E", "method": "vote", "model": "voting ensemble, top 3 RGB models", "accuracy": 0.89, "f1_macro": 0.81},
+    {"study": "E", "method": "average", "model": "averaging ensemble, top 3 RGB models", "accuracy": 0.90, "f1_macro": 0.82,
+     "match": {"experiment": "ensembles", "run_prefix": "average-top-"}},
+    {"study": "E", "method": "vote", "model": "voting ensemble, top 3 RGB models", "accuracy": 0.89, "f1_macro": 0.81,
+     "match": {"experiment": "ensembles", "run_prefix": "vote-top-"}},
     {"study": "E", "method": "mix-model", "model": "ResNet50 + mel/nv, akiec/bcc, mel/bkl specialists", "accuracy": 0.89,
-     "precision_macro": 0.78, "recall_macro": 0.85, "f1_macro": 0.81},
+     "precision_macro": 0.78, "recall_macro": 0.85, "f1_macro": 0.81, "match": {"experiment": "ensembles", "run_prefix": "mix-model"}},
     {"study": "E", "method": "general", "model": "ResNet50 RGB aug (the mix-model's general model)", "accuracy": 0.88,
-     "precision_macro": 0.77, "recall_macro": 0.81, "f1_macro": 0.79},
+     "precision_macro": 0.77, "recall_macro": 0.81, "f1_macro": 0.79, "needs": "shown in 08 beside the mix-model"},
 ]
 
 
@@ -90,7 +92,7 @@ def compare(metrics: dict[str, float], backbone: str, label: str = "this run (te
 
 def reported_ensembles() -> pd.DataFrame:
     """Study E's reported ensemble and mix-model numbers (one row per method)."""
-    return pd.DataFrame(REPORTED_ENSEMBLES)
+    return pd.DataFrame(REPORTED_ENSEMBLES).drop(columns=["match", "needs"], errors="ignore")
 
 
 def variant_of(grayscale: bool, augment: str) -> str:
@@ -174,13 +176,17 @@ def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.Data
 #: Binary tasks: study B's validation numbers (melanoma vs rest); study D reports AUCs near 0.5 and is a list of
 #: experiments rather than numbers to match.
 REPORTED_BINARY: list[dict] = [
-    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan")},
-    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441},
-    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415},
+    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan"),
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": "resnet18"}},
+    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441,
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": ["vit_small_patch16_224.dino", "dino"]}},
+    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415,
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": "clip"},
+     "needs": "needs CLIP as 07's image branch (not available yet)"},
 ]
 
 
 def reported_binary(task: str | None = None) -> pd.DataFrame:
     """The binary studies' reported numbers (study B), optionally for one task (empty for ``isic_archive``)."""
-    table = pd.DataFrame(REPORTED_BINARY)
+    table = pd.DataFrame(REPORTED_BINARY).drop(columns=["match", "needs"], errors="ignore")
     return table[table["task"] == task].reset_index(drop=True) if task else table

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import metrics, paths
 from .data.labels import CLASSES
-from .reference import REPORTED
+from .reference import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
 from .results import gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
@@ -29,12 +29,20 @@ STUDIES: dict[str, str] = {
     "D": "ISIC archive benign vs malignant with patient metadata (AUC)",
     "E": "HAM10000 transfer learning, ensembles, mix-model (accuracy, macro F1)",
 }
-PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "recall", "auc", "average_precision")
+PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "sensitivity", "auc", "average_precision")
+#: Every number the studies reported: 7-class models, binary tasks, ensembles.
+ALL_REPORTED: list[dict] = [*REPORTED, *REPORTED_BINARY, *REPORTED_ENSEMBLES]
 
 
 def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
     ci = (metrics_json.get("test_ci") or {}).get(key) or {}
     return ci.get("low", math.nan), ci.get("high", math.nan)
+
+
+def reported_counts() -> dict[str, int]:
+    """How many numbers (model and variant rows) each study reported, from :mod:`skinlib.reference`."""
+    rows = ALL_REPORTED
+    return {study: sum(r["study"] == study for r in rows) for study in STUDIES}
 
 
 def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
@@ -83,6 +91,10 @@ def _matches(paper: dict, run: pd.Series) -> bool:
     want = paper.get("match") or {}
     params = run.get("params") or {}
     for key, value in want.items():
+        if key == "run_prefix":
+            if not str(run.get("run", "")).startswith(value):
+                return False
+            continue
         have = run.get("experiment") if key == "experiment" else params.get(key)
         if isinstance(value, (list, tuple, set)):
             if have not in value:
@@ -92,14 +104,14 @@ def _matches(paper: dict, run: pd.Series) -> bool:
     return bool(want)
 
 
-def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = REPORTED) -> pd.DataFrame:
+def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED) -> pd.DataFrame:
     """Each number `study` reported beside our run(s) of the same model and variant, on the same metric, with our
     balanced accuracy and its 95% interval as the headline. A paper row without a run says "not run"."""
     rows = []
     for paper in (r for r in reported if r["study"] == study):
         metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
         matched = runs[runs.apply(lambda r: _matches(paper, r), axis=1)] if len(runs) else runs
-        base = {"model": paper["model"], "variant": paper.get("variant", ""),
+        base = {"model": paper["model"], "variant": paper.get("variant") or paper.get("split", ""),
                 **{f"paper {m}": paper[m] for m in metric_cols}}
         if matched is None or matched.empty:
             rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
