@@ -46,7 +46,11 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:                             # someone else's process: alive
         return True
-    return True
+    try:                                                # a zombie (killed, not yet reaped by its parent) is dead
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def leftover(path: Path) -> tuple[str, int, str | None] | None:
