@@ -190,6 +190,7 @@ def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cel
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test)", ax=None):
