@@ -33,11 +33,16 @@ from skinlib import paths  # noqa: E402
 from skinlib.notebook_format import clean  # noqa: E402
 
 
-def default_run(outputs: Path, stem: str) -> Path | None:
-    """The executed copy of the run of `stem` that overrides no parameter but its name, if there is one."""
-    for record in sorted(outputs.glob(f"{stem}--*.run.json")):
+def default_run(outputs: Path, path: Path) -> Path | None:
+    """For a notebook the default profile runs several times (``params/default/``), the executed copy of the run
+    that nbval reproduces: every parameter it sets but ``run_name`` equal to the notebook's default."""
+    from skinlib.runner import notebook_parameters
+
+    defaults = {name: p.default for name, p in notebook_parameters(path).items()}
+    for record in sorted(outputs.glob(f"{path.stem}--*.run.json")):
         info = json.loads(record.read_text())
-        if info.get("status") == "ok" and set(info.get("params", {})) <= {"run_name"}:
+        params = {k: v for k, v in info.get("params", {}).items() if k != "run_name"}
+        if info.get("status") == "ok" and all(defaults.get(k, object()) == v for k, v in params.items()):
             return record.with_name(record.name[:-len(".run.json")] + ".ipynb")
     return None
 
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in notebooks:
         executed_path = path if args.stored else outputs / path.name
         if not executed_path.is_file():        # a notebook run several times (`runs:`): its run on the defaults
-            executed_path = default_run(outputs, path.stem) or executed_path
+            executed_path = default_run(outputs, path) or executed_path
         if not executed_path.is_file():
             print(f"{path.name}: no executed copy in {outputs}; run `python run_all.py --only {path.name[:2]}` first")
             return 1
