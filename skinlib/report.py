@@ -110,8 +110,10 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
     rows = []
     for paper in (r for r in reported if r["study"] == study):
         metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
+        ours_cols = metric_cols or list(paper.get("ours", []))
         matched = runs[runs.apply(lambda r: _matches(paper, r), axis=1)] if len(runs) else runs
         base = {"model": paper["model"], "variant": paper.get("variant") or paper.get("split", ""),
+                **({"paper": paper["note"]} if paper.get("note") else {}),
                 **{f"paper {m}": paper[m] for m in metric_cols}}
         if matched is None or matched.empty:
             rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
@@ -119,7 +121,7 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
         for _, run in matched.iterrows():
             rows.append({**base, "our run": f"{run['experiment']}/{run['run']}",
                          "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
-                         **{f"ours {m}": run.get(m, math.nan) for m in metric_cols}})
+                         **{f"ours {m}": run.get(m, math.nan) for m in ours_cols}})
     table = pd.DataFrame(rows)
     return table.dropna(axis=1, how="all") if len(table) else table
 
