@@ -29,24 +29,34 @@ def bar_counts(counts: pd.Series, title: str = "", ax=None, horizontal: bool = F
     return fig
 
 
-def image_grid(images: dict[str, np.ndarray], title: str = "", cell: float = 1.6):
-    """One row per key (its label on the left), images across."""
-    rows = len(images)
-    cols = max((len(v) for v in images.values()), default=1)
-    fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * 0.8 * rows + 0.4), squeeze=False)
-    for r, (label, imgs) in enumerate(images.items()):
+def _image_rows(rows: dict[str, list[tuple[np.ndarray, str | None]]], title: str, cell: float, height: float,
+                pad: float, label_size: int):
+    """One row per key (its label on the left), images across without axes, each with an optional caption."""
+    cols = max((len(v) for v in rows.values()), default=1)
+    fig, axes = plt.subplots(max(len(rows), 1), cols, figsize=(cell * cols, cell * height * max(len(rows), 1) + pad),
+                             squeeze=False)
+    for r, (label, items) in enumerate(rows.items()):
         for c in range(cols):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
             for side in ax.spines.values():
                 side.set_visible(False)
-            if c < len(imgs):
-                ax.imshow(imgs[c])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+            if c < len(items):
+                image, caption = items[c]
+                ax.imshow(image)
+                if caption is not None:
+                    ax.set_title(caption, fontsize=7)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=label_size)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def image_grid(images: dict[str, np.ndarray], title: str = "", cell: float = 1.6):
+    """One row per key (its label on the left), images across."""
+    rows = {label: [(image, None) for image in imgs] for label, imgs in images.items()}
+    return _image_rows(rows, title, cell, height=0.8, pad=0.4, label_size=10)
 
 
 def heatmap(table: pd.DataFrame, title: str = "", fmt: str = "d", ax=None, cmap: str = "Blues"):
@@ -173,24 +183,7 @@ def confusions_side_by_side(tables: dict[str, pd.DataFrame], fmt: str = ".2f"):
 
 def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cell: float = 1.9):
     """Grad-CAM overlays: one row per key (its label on the left), each image with its own caption."""
-    n_rows = max(len(rows), 1)
-    cols = max((len(v) for v in rows.values()), default=1)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(cell * cols, cell * 1.05 * n_rows + 0.5), squeeze=False)
-    for r, (label, items) in enumerate(rows.items()):
-        for c in range(cols):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if c < len(items):
-                image, caption = items[c]
-                ax.imshow(image)
-                ax.set_title(caption, fontsize=7)
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _image_rows(rows, title, cell, height=1.05, pad=0.5, label_size=9)
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "ROC (test)", ax=None):
