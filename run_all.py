@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
 from skinlib.experiment import SMOKE_ENV  # noqa: E402
-from skinlib.runner import (SMOKE_LIMITS, ParameterError, in_progress, is_done, parse_sets, plan, run_all,  # noqa: E402
+from skinlib.runner import (SMOKE_LIMITS, ParameterError, Run, in_progress, is_done, parse_sets, plan, run_all,  # noqa: E402
                             select, smoke)
 
 SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
@@ -85,13 +86,20 @@ def main(argv: list[str] | None = None) -> int:
     kind = "SMOKE run of profile" if args.smoke else "profile"
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                     progress=not args.no_progress, wait=args.wait)
+                     progress=not args.no_progress, wait=args.wait,
+                     after_run=drop_checkpoints if args.smoke else None)
     report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
     if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
         from skinlib.report import export_html
 
         print(f"report (HTML, open it in a browser): {export_html(report, out_dir / 'report.html')}", flush=True)
     return status
+
+
+def drop_checkpoints(run: Run) -> None:
+    """After each smoke run: delete the smoke workspace's checkpoints. A smoke run is never resumed, and a full
+    profile's checkpoints (VGG19, BLIP, ...) would otherwise pile up to tens of GB over one smoke run."""
+    shutil.rmtree(paths.checkpoints_dir(), ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,11 @@ def synthetic_dir() -> Path:
     return _sub("synthetic")
 
 
+def checkpoints_dir() -> Path:
+    """Training checkpoints, one folder per model family and run (safe to delete; a run then trains from scratch)."""
+    return _sub("checkpoints")
+
+
 def outputs_dir() -> Path:
     """Executed notebooks written by ``run_all.py``."""
     return _sub("outputs")

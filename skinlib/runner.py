@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nbformat
 import yaml
@@ -493,8 +493,11 @@ def _failing_cell(output: Path, exec_count: int | None) -> str:
 
 
 def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
-            progress: bool = True, wait: bool = False, log=sys.stdout) -> int:
+            progress: bool = True, wait: bool = False, log=sys.stdout,
+            after_run: Callable[[Run], None] | None = None) -> int:
     """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed).
+
+    `after_run(run)` is called after each run that executed (finished or failed), e.g. to free disk space.
 
     First removes what killed runs left behind (:func:`skinlib.stale.sweep`, :func:`interrupted_outputs`),
     saying so. Each run holds its lock (:class:`skinlib.stale.RunLock`) while it executes: a run another
@@ -536,6 +539,8 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
             error = execute(run, out_dir, cwd, progress, log=log, prefix=prefix)
         finally:
             lock.release()
+        if after_run is not None:
+            after_run(run)
         if error:
             print(f"{prefix}: FAILED after {time.time() - started:.0f}s\n  {error}", file=log, flush=True)
             failures.append(error)

@@ -105,13 +105,15 @@ def test_runs_skips_identical_and_reports_the_failing_cell(project):
     assert (out / "01_first.ipynb").is_file() and is_done(out, runs[0])
     assert nbformat.read(project / "notebooks" / "01_first.ipynb", 4).cells[2].outputs == []   # source untouched
 
-    log = io.StringIO()
-    assert run_all(runs, out, project / "notebooks", progress=False, log=log) == 0
+    log, after = io.StringIO(), []
+    assert run_all(runs, out, project / "notebooks", progress=False, log=log, after_run=after.append) == 0
     assert log.getvalue().count("already done") == 2
+    assert after == []                                                 # called only for runs that executed
 
     runs[1].params = {"n": 11}
     log = io.StringIO()
-    assert run_all(runs, out, project / "notebooks", progress=False, log=log) == 1
+    assert run_all(runs, out, project / "notebooks", progress=False, log=log, after_run=after.append) == 1
+    assert [run.name for run in after] == [runs[1].name]               # a failed run too
     text = log.getvalue()
     assert "02_second.ipynb failed in cell 3 ('assert n < 10, 'n too big'')" in text
     assert "AssertionError: n too big" in text and "02_second.ipynb" in text

@@ -63,9 +63,13 @@ def test_smoke_subset_keeps_a_few_images_per_class_and_split(monkeypatch, capsys
 
 def test_smoke_run_writes_only_to_its_own_workspace(tmp_path):
     env = {**os.environ, "SKINLIB_WORKSPACE": str(tmp_path)}
+    left = tmp_path / "smoke" / "checkpoints" / "transfer" / "vgg19" / "last.pt"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"0" * 1024)                                               # as a smoke run of 05 leaves it
     done = subprocess.run([sys.executable, "run_all.py", "--smoke", "--only", "01", "--no-progress"], cwd=ROOT,
                           env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SMOKE run of profile default" in done.stdout
     assert (tmp_path / "smoke" / "outputs" / "default" / "01_eda.ipynb").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke"]            # nothing next to the real outputs
+    assert not left.exists()                             # smoke checkpoints are deleted after each run (disk space)
