@@ -30,6 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
 AUGMENTATIONS = ("study_a", "study_e", "none", "study_c")
 INTERPOLATIONS = ("bilinear", "nearest")
+RESAMPLE = ("bilinear", "bicubic")
 HEADS = ("linear", "study_e")
 GROUP_BY = ("auto", "lesion", "patient", "image")
 LAYOUTS = ("ham10000", "isic2018", "folders", "isic_archive")
@@ -169,6 +170,7 @@ KNOBS: dict[str, Rule] = {
     "patience": integer(0),
     "augment": one_of(*AUGMENTATIONS),
     "interpolation": one_of(*INTERPOLATIONS),
+    "resample": one_of(*RESAMPLE),
     "device": Rule("auto, cpu, cuda, cuda:N or mps", _device_ok),
     "backbone": one_of(*STUDY_BACKBONES, extra=_timm_model, more="or a timm model name"),
     "head": one_of(*HEADS),
