@@ -246,6 +246,15 @@ def test_subtype_labels_come_from_the_most_specific_diagnosis():
         binary.subtype_table(table[table["diagnosis"].str.startswith("Melanoma I")])
 
 
+def test_a_smoke_run_keeps_a_few_images_of_every_subtype(archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    table = archive_table.merge(split, on="image_id")
+    small = experiment.smoke_subset(table, 2, by=[binary.TARGET, binary.malignant_subtypes(table)])
+    sub = binary.subtype_table(small)                        # the smoke run still reaches the subtype model
+    assert sub.attrs["classes"] == ["bcc", "mel", "metastasis", "scc"]
+    assert sub.groupby(["split", "subtype"]).size().max() <= 2 and (small["target"] == 0).sum() <= 6
+
+
 def test_an_export_without_diagnosis_columns_says_the_subtypes_are_unknown(tmp_path):
     root = tmp_path / "export"
     root.mkdir()

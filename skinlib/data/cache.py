@@ -1,8 +1,9 @@
 """The image cache: every image decoded and resized once, stored as one uint8 array on disk (memory-mapped).
 
 Keyed by the catalog fingerprint, the image size and the resampling filter (``bilinear``; ``bicubic`` for the
-preprocessing of CLIP and DINO), so a changed catalog gets a new cache and a moved dataset keeps its old one. Decoding uses the JPEG decoder's DCT scaling (PIL ``draft``): a
-600 x 450 JPEG wanted at 224 px is decoded at 300 x 225 directly, about 3x less work.
+preprocessing of CLIP and DINO), so a changed catalog gets a new cache and a moved dataset keeps its old one.
+Decoding uses the JPEG decoder's DCT scaling (PIL ``draft``): a 600 x 450 JPEG wanted at 224 px is decoded at
+300 x 225 directly, about 3x less work.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
         raise CatalogError(f"{len(failures)} images could not be decoded:\n    {shown}\n"
                            "Download these files again, or remove them and their catalog rows.")
     catalog[["image_id"]].to_csv(tmp / "image_ids.csv", index=False)
-    meta = {"version": CACHE_VERSION, "size": size, "resample": resample, "n": len(files), "catalog_fingerprint": catalog_print,
+    meta = {"version": CACHE_VERSION, "size": size, "resample": resample, "n": len(files),
+            "catalog_fingerprint": catalog_print,
             "seconds": round(time.time() - started, 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:
