@@ -110,17 +110,26 @@ def positive_rates(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def undersample(part: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """A balanced subset of a (train) split: every positive and as many negatives drawn at random, or the reverse."""
+def undersample(part: pd.DataFrame, seed: int = 0, target: str = TARGET) -> pd.DataFrame:
+    """A balanced subset of a (train) split: every image of the smallest class and as many of each other class,
+    drawn at random.
+
+    Args:
+        part: the rows (the train split).
+        seed: seed of the draw.
+        target: the class column (``target``, or ``label`` for the malignant subtypes).
+    """
     rng = np.random.default_rng(seed)
-    pos, neg = part[part[TARGET] == 1], part[part[TARGET] == 0]
-    small, large = (pos, neg) if len(pos) <= len(neg) else (neg, pos)
-    keep = large.iloc[np.sort(rng.choice(len(large), len(small), replace=False))]
-    return pd.concat([small, keep]).sort_index()
+    groups = [group for _, group in part.groupby(target, sort=True)]
+    smallest = min(len(group) for group in groups)
+    kept = [group if len(group) == smallest else
+            group.iloc[np.sort(rng.choice(len(group), smallest, replace=False))] for group in groups]
+    return pd.concat(kept).sort_index()
 
 
 def balanced_weights(labels) -> np.ndarray:
-    """Per-image sampling weights giving each class the same expected share (from the train split's labels)."""
+    """Per-image sampling weights giving each class the same expected share (from the train split's labels; any
+    number of classes)."""
     labels = np.asarray(labels).astype(int)
     counts = np.bincount(labels, minlength=2).astype(float)
     return 1.0 / counts[labels]
@@ -149,32 +158,46 @@ def check_choices(models, regimes) -> tuple[list[str], list[str]]:
 
 
 def run_name(prefix: str | None, task: str, kind: str, regime: str, backbone: str) -> str:
-    """A registry run name: ``<prefix>-<kind>-<regime>``, or by default e.g. ``isic-fusion-small_cnn-balanced``."""
+    """A registry run name: ``<prefix>-<kind>-<regime>``, or by default e.g. ``isic-fusion-small_cnn-balanced``
+    (kind ``subtypes``: the multiclass image model among the malignant subtypes)."""
     if prefix:
         return f"{prefix}-{kind}-{regime}"
-    parts = [task_of(task).short, kind] + ([backbone] if kind in ("image", "fusion") else []) + [regime]
+    parts = [task_of(task).short, kind] + ([backbone] if kind in ("image", "fusion", "subtypes") else []) + [regime]
     return "-".join(parts)
 
 
-def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0) -> pd.DataFrame:
-    """The train rows a regime trains on: all of them, or an undersampled balanced subset (``undersampled``)."""
-    return undersample(parts["train"], seed) if regime == "undersampled" else parts["train"]
+def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0, target: str = TARGET) -> pd.DataFrame:
+    """The train rows a regime trains on: all of them, or an undersampled balanced subset (``undersampled``).
+
+    Args:
+        parts: train / val / test tables.
+        regime: ``natural``, ``balanced`` or ``undersampled``.
+        seed: seed of the undersampling.
+        target: the class column (``target``; ``label`` for the malignant subtypes).
+    """
+    return undersample(parts["train"], seed, target) if regime == "undersampled" else parts["train"]
 
 
 def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, freeze_fraction: float = 0.0,
-                  image_size: int | None = None) -> tuple[str, dict]:
-    """The registry factory (:data:`skinlib.models.FACTORIES`) and its plain keyword arguments for a binary network
-    of `kind`; :func:`make_model` builds from them and the run records them, so the model can be rebuilt.
+                  image_size: int | None = None, num_classes: int = 1) -> tuple[str, dict]:
+    """The registry factory (:data:`skinlib.models.FACTORIES`) and its plain keyword arguments for a network of
+    `kind`; :func:`make_model` builds from them and the run records them, so the model can be rebuilt.
 
     Args:
-        kind, n_features, backbone, freeze_fraction, image_size: as for :func:`make_model`.
+        kind, n_features, backbone, freeze_fraction, image_size, num_classes: as for :func:`make_model`.
     """
-    image = dict(freeze_fraction=freeze_fraction,
-                 image_size=image_size if backbone.startswith("vit") or "dino" in backbone else None)
+    from .models.fusion import is_clip
+
+    sized = backbone.startswith("vit") or "dino" in backbone or is_clip(backbone)
+    image = dict(freeze_fraction=freeze_fraction, image_size=image_size if sized else None)
+    if num_classes != 1:
+        image["num_classes"] = num_classes
     if kind == "mlp":
+        if num_classes != 1:
+            raise ValueError("the metadata MLP has one logit; num_classes > 1 takes an image or fusion model")
         return "metadata_mlp", {"n_features": n_features}
     if kind == "image":
-        return "image_model", {"backbone": backbone, **image}
+        return "image_model", {"backbone": backbone, **image, **({"head": "mlp"} if is_clip(backbone) else {})}
     if kind == "fusion":
         return "fusion", {"backbone": backbone, "n_features": n_features, **image}
     raise ValueError(f"no network for model kind {kind!r}; networks: mlp, image, fusion (logreg is scikit-learn)")
@@ -182,15 +205,17 @@ def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, fr
 
 def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretrained: bool = False,
                weights_dir: str | None = None, freeze_fraction: float = 0.0, image_size: int | None = None,
-               seed: int = 0):
-    """A binary network of `kind` (``mlp``, ``image`` or ``fusion``) with one logit, initialised from `seed` alone
-    (not from whatever ran before it, so a rerun that resumes earlier runs builds the same network).
+               num_classes: int = 1, seed: int = 0):
+    """A network of `kind` (``mlp``, ``image`` or ``fusion``) with one logit (or `num_classes` outputs), initialised
+    from `seed` alone (not from whatever ran before it, so a rerun that resumes earlier runs builds the same network).
 
     Args:
-        kind: ``mlp`` (metadata only), ``image`` (image only) or ``fusion`` (image + metadata).
+        kind: ``mlp`` (metadata only), ``image`` (image only; with CLIP's image tower an MLP head, as study B) or
+            ``fusion`` (image + metadata).
         n_features: metadata features per image (``mlp`` and ``fusion``).
         backbone, pretrained, weights_dir, freeze_fraction, image_size: the image branch (see
-            :func:`skinlib.models.image_encoder`).
+            :func:`skinlib.models.image_encoder`; ``clip-ViT-B-32``, ``clip-tiny``: CLIP's image tower).
+        num_classes: outputs: 1 (one logit, BCE) or more (softmax cross-entropy, e.g. the malignant subtypes).
         seed: seed of the initial weights.
     """
     import torch
@@ -198,20 +223,46 @@ def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretr
     from .models import FACTORIES
 
     torch.manual_seed(seed)
-    factory, kwargs = model_factory(kind, n_features, backbone, freeze_fraction=freeze_fraction, image_size=image_size)
+    factory, kwargs = model_factory(kind, n_features, backbone, freeze_fraction=freeze_fraction, image_size=image_size,
+                                    num_classes=num_classes)
     if kind != "mlp":
         kwargs.update(pretrained=pretrained, weights_dir=weights_dir)
     return FACTORIES[factory](**kwargs)
 
 
-def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame, cache, features, regime: str,
-                preprocess: tuple, config, *, batch_size: int, seed: int = 0, device="cpu",
-                checkpoint_dir=None, resume: bool = True):
-    """Train a binary network on a regime and predict val and test: returns (probabilities, fit result).
+def normalization(model, kind: str, backbone: str, pretrained: bool, cache, train_ids) -> tuple:
+    """The (mean, std) a network's images are normalised with: a pretrained model's own, CLIP's for CLIP's image
+    tower (part of CLIP's preprocessing, also from scratch), else the train split's channel statistics.
 
     Args:
-        model: one-logit network (see :func:`make_model`).
-        parts: train / val / test tables with ``target``.
+        model: the network (:func:`make_model`).
+        kind: its kind (``mlp`` reads no images: channel statistics).
+        backbone, pretrained: its image branch.
+        cache, train_ids: the image cache and the train split's image ids (for the channel statistics).
+
+    Raises:
+        ValueError: a pretrained model that carries no mean and std.
+    """
+    from .data.cache import channel_stats
+    from .models import normalization_of
+    from .models.fusion import is_clip
+
+    if kind != "mlp" and (pretrained or is_clip(backbone)):
+        own = normalization_of(model)
+        if own is None:
+            raise ValueError(f"the {backbone} model carries no mean and std of its pretraining (pretrained_cfg)")
+        return own
+    return channel_stats(cache, train_ids)
+
+
+def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame, cache, features, regime: str,
+                preprocess: tuple, config, *, batch_size: int, seed: int = 0, device="cpu",
+                checkpoint_dir=None, resume: bool = True, target: str = TARGET):
+    """Train a network on a regime and predict val and test: returns (probabilities, fit result).
+
+    Args:
+        model: a network of :func:`make_model` (one logit, or several outputs for the subtypes).
+        parts: train / val / test tables with the `target` column.
         train_rows: the rows trained on (``parts["train"]``, or an undersampled subset of it).
         cache: the image cache.
         features: a fitted :class:`skinlib.metadata.MetadataFeatures`, or None for image-only models.
@@ -221,6 +272,7 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
         config: :class:`skinlib.train.FitConfig` (monitor ``auc`` for binary tasks).
         batch_size, seed, device: as for :class:`skinlib.data.batches.Batches`.
         checkpoint_dir, resume: as for :func:`skinlib.train.fit`.
+        target: the labels' column: ``target`` (0 / 1), or ``label`` (class indices, the malignant subtypes).
     """
     from dataclasses import replace
 
@@ -228,8 +280,9 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
     from .train import fit, predict
 
     def batches(table: pd.DataFrame, train: bool) -> Batches:
-        weights = balanced_weights(table[TARGET]) if train and regime == "balanced" else None
-        return Batches(cache, table["image_id"], table[TARGET].to_numpy(np.float32), batch_size, shuffle=train,
+        weights = balanced_weights(table[target]) if train and regime == "balanced" else None
+        labels = table[target].to_numpy(np.float32 if target == TARGET else np.int64)
+        return Batches(cache, table["image_id"], labels, batch_size, shuffle=train,
                        weights=weights, seed=seed, drop_last=train and len(table) > batch_size, device=device,
                        features=None if features is None else features.transform(table))
 
@@ -242,9 +295,20 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
     return proba, result
 
 
+#: Study D's malignant subtypes: class code -> name (the codes name the predictions columns ``p_<code>``).
+SUBTYPES: dict[str, str] = {"bcc": "basal cell carcinoma", "mel": "melanoma", "metastasis": "melanoma metastasis",
+                            "scc": "squamous cell carcinoma"}
+
+
 def malignant_subtypes(table: pd.DataFrame) -> pd.Series:
     """Study D's malignant subtype of each malignant image from its archive ``diagnosis`` (empty for benign or
-    unrecognised): basal cell carcinoma, melanoma, melanoma metastasis, squamous cell carcinoma."""
+    unrecognised): basal cell carcinoma, melanoma, melanoma metastasis, squamous cell carcinoma.
+
+    ``diagnosis`` is the export's most specific diagnosis column (``diagnosis_5`` ... ``diagnosis_2``, or a legacy
+    ``diagnosis``; see :func:`skinlib.data.layouts.read_isic_archive`). A text naming a metastasis is ``melanoma
+    metastasis``; other melanomas (invasive, in situ, ...) ``melanoma``; ``basal cell`` and ``squamous cell``
+    carcinomas (in situ or invasive) their own; any other malignant diagnosis stays empty (left out).
+    """
     if "diagnosis" not in table:
         return pd.Series("", index=table.index)
     text = table["diagnosis"].fillna("").str.lower()
@@ -252,6 +316,48 @@ def malignant_subtypes(table: pd.DataFrame) -> pd.Series:
                      text.str.contains("squamous cell")],
                     ["melanoma metastasis", "melanoma", "basal cell carcinoma", "squamous cell carcinoma"], "")
     return pd.Series(np.where(table.get(TARGET, table.get("malignant", 1)) == 1, out, ""), index=table.index)
+
+
+class SubtypesUnavailable(ValueError):
+    """Study D's multiclass task cannot be made from this data (the message says why, in one line)."""
+
+
+def subtype_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Study D's multiclass task: the malignant rows of a split table (``split`` and ``target`` columns) whose
+    subtype is known, each keeping its split (the binary split restricted: no image changes split, so the split
+    stays grouped by lesion and patient), with ``subtype`` (a code of :data:`SUBTYPES`) and ``label`` (its index
+    among the classes). The classes are the subtypes with train images; val and test images of another subtype
+    are left out (a model cannot predict a class it never saw). ``attrs["classes"]`` lists the class codes,
+    ``attrs["left_out"]`` counts the malignant images left out and why.
+
+    Raises:
+        SubtypesUnavailable: when the export has no diagnosis column more specific than benign / malignant, or
+            fewer than 2 subtypes have train images.
+    """
+    names = malignant_subtypes(table)
+    code_of = {name: code for code, name in SUBTYPES.items()}
+    malignant = table[TARGET] == 1
+    if "diagnosis" not in table or not (table.loc[malignant, "diagnosis"].fillna("") != "").any():
+        raise SubtypesUnavailable(
+            "the export has no diagnosis column more specific than benign / malignant (diagnosis_2 ... diagnosis_5 in "
+            "metadata.csv), so the malignant subtypes are unknown")
+    known = malignant & (names != "")
+    train_counts = names[known & (table["split"] == "train")].value_counts()
+    classes = [code for code, name in SUBTYPES.items() if train_counts.get(name, 0) > 0]
+    if len(classes) < 2:
+        raise SubtypesUnavailable(
+            f"{len(classes)} malignant subtype(s) with train images ({', '.join(SUBTYPES[c] for c in classes) or 'none'}); "
+            "a classifier among the subtypes needs at least 2")
+    subtype = names.map(code_of)
+    keep = known & subtype.isin(classes)
+    out = table[keep].copy()
+    out["subtype"] = subtype[keep]
+    out["label"] = out["subtype"].map({c: i for i, c in enumerate(classes)}).astype(int)
+    out = out.reset_index(drop=True)
+    out.attrs = dict(table.attrs, classes=classes,
+                     left_out={"another malignant diagnosis": int((malignant & (names == "")).sum()),
+                               "a subtype without train images": int((known & ~keep).sum())})
+    return out
 
 
 def open_task_catalog(task: str, data_dir=None, layout: str | None = None, *, seed: int = 0,

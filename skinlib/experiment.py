@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 SMOKE_ENV = "SKINLIB_SMOKE"
 
 
-def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str = "label") -> pd.DataFrame:
+def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str | list = "label") -> pd.DataFrame:
     """In a smoke run (``run_all.py --smoke`` sets ``$SKINLIB_SMOKE`` to a count), keep at most that many images
     of each class in each split, so every run of a profile finishes in seconds with its real settings otherwise.
     Outside a smoke run, `table` unchanged.
@@ -35,14 +35,14 @@ def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str = "l
     Args:
         table: a split catalog (with a ``split`` column).
         per_class: images kept per class and split; None: ``$SKINLIB_SMOKE`` (unset or empty: no subset).
-        by: the class column (``label``, or a binary target).
+        by: the class column (``label``, or a binary target), or a list of columns / Series (each combination kept).
     """
     if per_class is None:
         text = os.environ.get(SMOKE_ENV, "").strip()
         if not text:
             return table
         per_class = int(text)
-    keep = table.groupby(["split", by], sort=False, group_keys=False).head(per_class)
+    keep = table.groupby(["split", *(by if isinstance(by, list) else [by])], sort=False, group_keys=False).head(per_class)
     subset = table.loc[sorted(keep.index)].reset_index(drop=True)
     subset.attrs = dict(table.attrs, smoke=per_class)
     print(f"SMOKE RUN: {len(subset)} of {len(table)} images kept ({per_class} per class and split); "
@@ -258,7 +258,7 @@ def predict_recorded(experiment: str, run: str, table: pd.DataFrame, splits: Seq
     dev = resolve_device(device)
     spec = load_spec(experiment, run, root)
     model, preprocess = load_model(experiment, run, root, device=str(dev))
-    cache = build_cache(table, spec.image_size)
+    cache = build_cache(table, spec.image_size, resample=spec.resample)
     parts = by_split(table)
     return {split: predict(model, Batches(cache, parts[split]["image_id"], np.zeros(len(parts[split]), dtype=int),
                                           batch_size, device=dev), preprocess) for split in splits}

@@ -255,7 +255,7 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
 
     spec = load_spec(experiment, run, root)
     model, preprocess = load_model(experiment, run, root, device=device)
-    images = build_cache(table, spec.image_size).images(part["image_id"].to_numpy())
+    images = build_cache(table, spec.image_size, resample=spec.resample).images(part["image_id"].to_numpy())
     with torch.no_grad():
         inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
         proba = torch.cat([torch.softmax(model(inputs[i:i + 64]).float(), 1) for i in range(0, len(inputs), 64)])

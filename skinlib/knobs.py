@@ -30,6 +30,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
 AUGMENTATIONS = ("study_a", "study_e", "none", "study_c")
 INTERPOLATIONS = ("bilinear", "nearest")
+RESAMPLE = ("bilinear", "bicubic")
 HEADS = ("linear", "study_e")
 GROUP_BY = ("auto", "lesion", "patient", "image")
 LAYOUTS = ("ham10000", "isic2018", "folders", "isic_archive")
@@ -124,6 +125,18 @@ def _timm_model(value: Any) -> bool:
     return timm.is_model(timm_name(value).split(".")[0])
 
 
+def _clip_branch(value: Any) -> bool:
+    """07's CLIP image towers: clip-tiny, clip-hf-hub:org/repo, or clip-<open_clip architecture>[.<tag>]."""
+    if not isinstance(value, str) or not value.startswith("clip-"):
+        return False
+    name = value[len("clip-"):]
+    if name == "tiny" or (name.startswith("hf-hub:") and "/" in name):
+        return True
+    import open_clip
+
+    return open_clip.get_model_config(name.partition(".")[0]) is not None
+
+
 RATIOS = Rule(f"three numbers >= 0 (train, val, test) that sum to 1 (within {RATIOS_TOLERANCE:g})", _ratios_ok)
 NAME = Rule("a non-empty name without '/' that does not start with '.'", _name_ok)
 STUDY_BACKBONES = ("resnet18", "resnet50", "vgg19", "xception", "inception_resnet_v2", "mobilenetv2",
@@ -157,6 +170,7 @@ KNOBS: dict[str, Rule] = {
     "patience": integer(0),
     "augment": one_of(*AUGMENTATIONS),
     "interpolation": one_of(*INTERPOLATIONS),
+    "resample": one_of(*RESAMPLE),
     "device": Rule("auto, cpu, cuda, cuda:N or mps", _device_ok),
     "backbone": one_of(*STUDY_BACKBONES, extra=_timm_model, more="or a timm model name"),
     "head": one_of(*HEADS),
@@ -169,8 +183,10 @@ KNOBS: dict[str, Rule] = {
 NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {
     # 06: CLIP's heads (study A linear, study B mlp, the prompt-initialised head)
     "06": {"head": one_of("linear", "mlp", "prompt")},
-    # 07: the image branch may also be the small CNN trained from scratch (study D)
-    "07": {"backbone": one_of("small_cnn", *STUDY_BACKBONES, extra=_timm_model, more="or a timm model name")},
+    # 07: the image branch may also be the small CNN trained from scratch (study D) or CLIP's image tower (study B)
+    "07": {"backbone": one_of("small_cnn", "clip-tiny", "clip-ViT-B-32", *STUDY_BACKBONES,
+                              extra=lambda v: _clip_branch(v) or _timm_model(v),
+                              more="clip-<open_clip architecture>[.<tag>], clip-hf-hub:org/repo, or a timm model name")},
 }
 
 

@@ -87,12 +87,14 @@ def banner(runs: pd.DataFrame) -> None:
 
 
 def _matches(paper: dict, run: pd.Series) -> bool:
-    """A paper row matches a run when every key of its ``match`` equals the run's parameter (or experiment)."""
+    """A paper row matches a run when every key of its ``match`` equals the run's parameter (or experiment); a key
+    ``<name>_prefix`` asks the run's name (``run_prefix``) or parameter ``<name>`` to start with the value."""
     want = paper.get("match") or {}
     params = run.get("params") or {}
     for key, value in want.items():
-        if key == "run_prefix":
-            if not str(run.get("run", "")).startswith(value):
+        if key.endswith("_prefix"):
+            have = run.get("run", "") if key == "run_prefix" else params.get(key[:-len("_prefix")])
+            if not str(have or "").startswith(value):
                 return False
             continue
         have = run.get("experiment") if key == "experiment" else params.get(key)

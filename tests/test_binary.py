@@ -205,3 +205,104 @@ def test_a_network_is_initialised_from_its_seed_alone():
     b = binary.make_model("fusion", 3, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.meta[0].weight, binary.make_model("fusion", 3, seed=2).meta[0].weight)
+
+
+def test_the_subtype_split_is_the_binary_split_restricted(archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    table = archive_table.merge(split, on="image_id")
+    sub = binary.subtype_table(table)
+    assert sub.attrs["classes"] == ["bcc", "mel", "metastasis", "scc"]
+    assert (sub["target"] == 1).all() and sub["image_id"].is_unique
+    where = table.set_index("image_id")["split"]
+    assert (sub["split"].to_numpy() == where.loc[sub["image_id"]].to_numpy()).all()    # no image moves split
+    groups = pd.Series(groups_of(table), index=table["image_id"]).loc[sub["image_id"]]
+    assert (pd.Series(sub["split"].to_numpy()).groupby(groups.to_numpy()).nunique() == 1).all()   # group-disjoint
+    assert (sub["label"] == sub["subtype"].map({c: i for i, c in enumerate(sub.attrs["classes"])})).all()
+    known = binary.malignant_subtypes(table) != ""
+    assert len(sub) == known.sum() and sub.attrs["left_out"] == {"another malignant diagnosis": 0,
+                                                                 "a subtype without train images": 0}
+    rows = binary.training_rows(experiment.by_split(sub), "undersampled", seed=0, target="label")
+    assert rows["label"].value_counts().nunique() == 1 and set(rows["split"]) == {"train"}
+
+
+def test_subtype_labels_come_from_the_most_specific_diagnosis():
+    diagnoses = [("Melanoma Invasive", 1, "train"), ("Melanoma in situ", 1, "val"), ("Melanoma metastasis", 1, "train"),
+                 ("Basal cell carcinoma", 1, "train"), ("Squamous cell carcinoma in situ", 1, "train"),
+                 ("Squamous cell carcinoma, Invasive", 1, "test"), ("Merkel cell carcinoma", 1, "train"),
+                 ("Nevus", 0, "train"), ("Melanoma Invasive", 0, "train")]
+    table = pd.DataFrame(diagnoses, columns=["diagnosis", "target", "split"]).assign(image_id=lambda t: t.index.astype(str))
+    assert binary.malignant_subtypes(table).tolist() == [
+        "melanoma", "melanoma", "melanoma metastasis", "basal cell carcinoma", "squamous cell carcinoma",
+        "squamous cell carcinoma", "", "", ""]                   # another malignant diagnosis, benign rows: none
+    sub = binary.subtype_table(table)
+    assert sub["subtype"].tolist() == ["mel", "mel", "metastasis", "bcc", "scc", "scc"]
+    assert sub.attrs["left_out"]["another malignant diagnosis"] == 1
+    # a subtype seen only outside train is no class: its val / test images are left out
+    only_test = table.assign(split=np.where(table["diagnosis"].str.startswith("Squamous"), "test", table["split"]))
+    sub = binary.subtype_table(only_test)
+    assert sub.attrs["classes"] == ["bcc", "mel", "metastasis"] and "scc" not in set(sub["subtype"])
+    assert sub.attrs["left_out"]["a subtype without train images"] == 2
+    with pytest.raises(binary.SubtypesUnavailable, match="1 malignant subtype.*at least 2"):
+        binary.subtype_table(table[table["diagnosis"].str.startswith("Melanoma I")])
+
+
+def test_a_smoke_run_keeps_a_few_images_of_every_subtype(archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    table = archive_table.merge(split, on="image_id")
+    small = experiment.smoke_subset(table, 2, by=[binary.TARGET, binary.malignant_subtypes(table)])
+    sub = binary.subtype_table(small)                        # the smoke run still reaches the subtype model
+    assert sub.attrs["classes"] == ["bcc", "mel", "metastasis", "scc"]
+    assert sub.groupby(["split", "subtype"]).size().max() <= 2 and (small["target"] == 0).sum() <= 6
+
+
+def test_an_export_without_diagnosis_columns_says_the_subtypes_are_unknown(tmp_path):
+    root = tmp_path / "export"
+    root.mkdir()
+    ids = [f"ISIC_{k:07d}" for k in range(6)]
+    pd.DataFrame({"isic_id": ids, "diagnosis_1": ["Benign", "Malignant"] * 3, "age_approx": [40, 70] * 3,
+                  "sex": ["male", "female"] * 3, "patient_id": [f"IP_{k}" for k in range(6)]}
+                 ).to_csv(root / "metadata.csv", index=False)
+    for k, image in enumerate(ids):
+        write_jpeg(root / f"{image}.jpg", seed=k)
+    table = binary.with_target(archive(root), "isic_archive").assign(split=["train", "train", "val", "val", "test", "test"])
+    with pytest.raises(binary.SubtypesUnavailable, match="no diagnosis column more specific than benign / malignant"):
+        binary.subtype_table(table)
+
+
+def test_a_multiclass_image_model_trains_on_the_subtypes(tmp_path, archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    sub = binary.subtype_table(archive_table.merge(split, on="image_id"))
+    parts = experiment.by_split(sub)
+    k = len(sub.attrs["classes"])
+    model = binary.make_model("image", 0, "small_cnn", num_classes=k, seed=0)
+    assert binary.model_factory("image", 0, "small_cnn", num_classes=k)[1]["num_classes"] == k
+    assert "num_classes" not in binary.model_factory("image", 0, "small_cnn")[1]       # binary runs' kwargs unchanged
+    assert binary.make_model("fusion", 3, num_classes=k)((torch.randn(2, 3, 16, 16), torch.randn(2, 3))).shape == (2, k)
+    cache = build_cache(sub, 16, jobs=1)
+    pre = Preprocess((0.5,) * 3, (0.25,) * 3)
+    proba, result = binary.fit_network(model, parts, parts["train"], cache, None, "balanced", (pre, pre),
+                                       FitConfig(max_epochs=1, device="cpu"), batch_size=16, target="label")
+    assert proba["test"].shape == (len(parts["test"]), k) and np.allclose(proba["test"].sum(1), 1, atol=1e-5)
+    assert "val_balanced_accuracy" in result.history
+    evaluation = experiment.evaluate_splits(parts, proba, n_boot=20, classes=sub.attrs["classes"])
+    assert {"balanced_accuracy", "f1_macro"} <= set(evaluation.ci.index)
+    assert list(evaluation.confusion.index) == sub.attrs["classes"]
+    assert binary.run_name(None, "isic_archive", "subtypes", "natural", "small_cnn") == "isic-subtypes-small_cnn-natural"
+
+
+def test_clip_image_branch_mlp_head_and_clip_preprocessing():
+    from skinlib import knobs
+    from skinlib.models.fusion import CLIPImageTower, clip_arguments
+
+    model = binary.make_model("image", 0, "clip-tiny", image_size=32, seed=0)
+    assert isinstance(model.encoder, CLIPImageTower) and not hasattr(model.encoder, "transformer")   # no text tower
+    assert isinstance(model.head[-1], torch.nn.Linear) and len(model.head) == 4       # MLP head (study B)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1)
+    mean, std = binary.normalization(model, "image", "clip-tiny", False, None, [])
+    assert mean[0] == pytest.approx(0.48145466) and std[2] == pytest.approx(0.27577711)   # CLIP's, not the data's
+    assert clip_arguments("clip-ViT-B-32") == {"name": "ViT-B-32", "tag": "openai", "config": None}
+    assert clip_arguments("clip-ViT-B-32.laion2b_s34b_b79k")["tag"] == "laion2b_s34b_b79k"
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        binary.make_model("image", 0, "clip-tiny", pretrained=True)
+    assert knobs.problem("backbone", "clip-ViT-B-32", "07") is None
+    assert "clip-tiny" in knobs.problem("backbone", "clip-tny", "07")

@@ -40,6 +40,21 @@ def test_reused_when_unchanged_rebuilt_when_changed(ham_dir, tmp_path):
     assert cache_key(moved, 24) == cache_key(catalog, 24)
 
 
+def test_bicubic_resize_is_a_cache_of_its_own(ham_dir, tmp_path):
+    from skinlib.knobs import KnobError
+
+    catalog = load_catalog(ham_dir)
+    bilinear = build_cache(catalog, 24, root=tmp_path, jobs=1)
+    bicubic = build_cache(catalog, 24, root=tmp_path, jobs=1, resample="bicubic")
+    assert bicubic.folder != bilinear.folder and bicubic.folder.name == cache_key(catalog, 24, "bicubic")
+    assert bilinear.folder.name == cache_key(catalog, 24)                     # the bilinear key is unchanged
+    path = catalog["path"].iloc[0]
+    np.testing.assert_array_equal(bicubic.images(catalog["image_id"].iloc[:1])[0], load_image(path, 24, "bicubic"))
+    assert not np.array_equal(load_image(path, 24, "bicubic"), load_image(path, 24))
+    with pytest.raises(KnobError, match="resample = 'lanczos'.*bilinear, bicubic"):
+        build_cache(catalog, 24, root=tmp_path, resample="lanczos")
+
+
 def test_undecodable_image_is_named_and_nothing_is_left(ham_dir, tmp_path):
     catalog = load_catalog(ham_dir)
     bad = Path(catalog["path"].iloc[3])

@@ -159,3 +159,33 @@ def test_record_needs_a_spec_with_a_model_and_load_model_needs_a_model(data, mon
         load_model("exp", "r")
     with pytest.raises(FileNotFoundError, match="runs of 'exp': \\['r'\\]"):
         load_model("exp", "other")
+
+
+@pytest.mark.parametrize("backbone, num_classes", [("clip-tiny", 1), ("small_cnn", 3)])
+def test_binary_notebook_models_reload_through_the_registry(data, monkeypatch, tmp_path, backbone, num_classes):
+    """07's CLIP image branch (study B) and a multiclass head (the malignant subtypes) rebuild from model.json."""
+    from skinlib import binary
+
+    monkeypatch.setenv("SKINLIB_WORKSPACE", str(tmp_path))
+    catalog, cache = data
+    table = binary.with_target(catalog, "melanoma")
+    if num_classes > 1:
+        table = table.assign(label=table["label"] % num_classes)
+    parts = experiment.by_split(table)
+    model = binary.make_model("image", 0, backbone, image_size=32, num_classes=num_classes, seed=0)
+    mean, std = binary.normalization(model, "image", backbone, False, cache, parts["train"]["image_id"])
+    pre = Preprocess(mean, std)
+    target = "target" if num_classes == 1 else "label"
+    batches = {s: Batches(cache, parts[s]["image_id"], parts[s][target], 64) for s in ("val", "test")}
+    proba = {s: predict(model, batches[s], pre) for s in ("val", "test")}
+    classes = ["rest", "mel"] if num_classes == 1 else ["a", "b", "c"]
+    evaluation = (experiment.evaluate_binary(parts, proba, "mel", n_boot=5) if num_classes == 1 else
+                  experiment.evaluate_splits(parts, proba, n_boot=5, classes=classes))
+    factory, kwargs = binary.model_factory("image", 0, backbone, image_size=32, num_classes=num_classes)
+    experiment.record("binary", "reload", {"backbone": backbone}, parts, evaluation, model=model,
+                      spec=ModelSpec(factory, kwargs, list(mean), list(std), 32, classes=classes),
+                      **({} if num_classes == 1 else {"classes": classes}))
+    again, preprocess = load_model("binary", "reload")
+    if backbone.startswith("clip"):
+        assert kwargs["head"] == "mlp" and load_spec("binary", "reload").mean[0] == pytest.approx(0.48145466)
+    np.testing.assert_allclose(predict(again, batches["test"], preprocess), proba["test"], atol=1e-6)

@@ -99,6 +99,26 @@ def test_a_specialist_is_not_a_seven_class_model(registry):
     assert "mel_vs_nv" not in set(runs["run"]) and report.best_run(runs)["run"] == "custom-cnn"
 
 
+def test_study_b_clip_row_lists_07s_clip_runs_and_study_d_its_subtype_model(registry):
+    runs = report.runs_table(registry)
+    table = report.study_table("B", runs)
+    clip = table[table["model"].str.startswith("CLIP")].iloc[0]
+    assert clip["our run"] == "not run: needs the full profile"
+    base = {"task": "melanoma", "model": "image"}
+    record(registry, "binary", "B-clip-image-natural", np.repeat([0, 1], 5), onehot(np.repeat([0, 1], 5)),
+           {**base, "backbone": "clip-ViT-B-32"})
+    record(registry, "binary", "B-dino-image-natural", np.repeat([0, 1], 5), onehot(np.repeat([0, 1], 5)),
+           {**base, "backbone": "vit_small_patch16_224.dino"})
+    record(registry, "binary", "isic-subtypes-small_cnn-natural", np.repeat([0, 1], 5), onehot(np.repeat([0, 1], 5)),
+           {"task": "isic_archive", "model": "subtypes", "backbone": "small_cnn"})
+    runs = report.runs_table(registry)
+    table = report.study_table("B", runs)
+    assert table.loc[table["model"].str.startswith("CLIP"), "our run"].tolist() == ["binary/B-clip-image-natural"]
+    assert table.loc[table["model"].str.startswith("DINO"), "our run"].tolist() == ["binary/B-dino-image-natural"]
+    d = report.study_table("D", runs)
+    assert d["our run"].tolist() == ["binary/isic-subtypes-small_cnn-natural"]
+
+
 def test_isic_csv_listing(registry):
     folder = registry / "custom_cnn" / "custom-cnn"
     (folder / "isic_test_predictions.csv").write_text("image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\na,1,0,0,0,0,0,0\n")

@@ -1,8 +1,9 @@
 """The image cache: every image decoded and resized once, stored as one uint8 array on disk (memory-mapped).
 
-Keyed by the catalog fingerprint and the image size, so a changed catalog gets a new cache and a
-moved dataset keeps its old one. Decoding uses the JPEG decoder's DCT scaling (PIL ``draft``): a
-600 x 450 JPEG wanted at 224 px is decoded at 300 x 225 directly, about 3x less work.
+Keyed by the catalog fingerprint, the image size and the resampling filter (``bilinear``; ``bicubic`` for the
+preprocessing of CLIP and DINO), so a changed catalog gets a new cache and a moved dataset keeps its old one.
+Decoding uses the JPEG decoder's DCT scaling (PIL ``draft``): a 600 x 450 JPEG wanted at 224 px is decoded at
+300 x 225 directly, about 3x less work.
 """
 
 from __future__ import annotations
@@ -24,15 +25,23 @@ from .. import knobs, paths, stale
 from .catalog import CatalogError, fingerprint
 
 CACHE_VERSION = 1
+#: Resampling filters of the resize, by name (a knob: ``resample``).
+FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode one image to RGB uint8 `size` x `size` (aspect ratio not kept, as in the studies)."""
+def load_image(path: str | Path, size: int, resample: str = "bilinear") -> np.ndarray:
+    """Decode one image to RGB uint8 `size` x `size` (aspect ratio not kept, as in the studies).
+
+    Args:
+        path: the image file.
+        size: side of the square output.
+        resample: the resize filter, ``bilinear`` or ``bicubic``.
+    """
     with Image.open(path) as im:
         im.draft("RGB", (size, size))          # JPEG: decode at 1/2, 1/4 or 1/8 scale when that stays >= size
         im = im.convert("RGB")
         if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
+            im = im.resize((size, size), FILTERS[resample])
         return np.asarray(im)
 
 
@@ -62,22 +71,26 @@ class ImageCache:
         return out
 
 
-def _fill(args: tuple[str, int, int, list[str]]) -> list[str]:
-    array_path, size, start, files = args
+def _fill(args: tuple[str, int, int, list[str], str]) -> list[str]:
+    array_path, size, start, files, resample = args
     array = np.load(array_path, mmap_mode="r+")
     failures = []
     for i, path in enumerate(files):
         try:
-            array[start + i] = load_image(path, size)
+            array[start + i] = load_image(path, size, resample)
         except Exception as exc:
             failures.append(f"{path} ({type(exc).__name__}: {exc})")
     array.flush()
     return failures
 
 
-def cache_key(catalog: pd.DataFrame, size: int) -> str:
-    """Folder name of the cache for this catalog at this size."""
-    return f"{fingerprint(catalog)}-{size}px"          # the folder build_cache uses
+def _folder_name(catalog_print: str, size: int, resample: str) -> str:
+    return f"{catalog_print}-{size}px" + ("" if resample == "bilinear" else f"-{resample}")
+
+
+def cache_key(catalog: pd.DataFrame, size: int, resample: str = "bilinear") -> str:
+    """Folder name of the cache for this catalog at this size and resize filter."""
+    return _folder_name(fingerprint(catalog), size, resample)          # the folder build_cache uses
 
 
 def build_cache(
@@ -88,6 +101,7 @@ def build_cache(
     jobs: int | None = None,
     rebuild: bool = False,
     progress: bool = False,
+    resample: str = "bilinear",
 ) -> ImageCache:
     """The image cache of `catalog` at `image_size`: opened if it exists, else built (in parallel) and saved.
 
@@ -98,22 +112,24 @@ def build_cache(
         jobs: decoding processes (default: all cores).
         rebuild: build again even if a cache exists.
         progress: print progress to stderr.
+        resample: the resize filter: ``bilinear``, or ``bicubic`` (CLIP's and DINO's preprocessing).
 
     Raises:
         KnobError: an image size outside :data:`skinlib.knobs.KNOBS`' range.
         CatalogError: naming every image that could not be decoded; no cache is left behind.
     """
     knobs.check("image_size", image_size)
+    knobs.check("resample", resample)
     root = Path(root) if root else paths.cache_dir()
     catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
-    folder = root / f"{catalog_print}-{image_size}px"
+    folder = root / _folder_name(catalog_print, image_size, resample)
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
         stale.report(stale.sweep(root) if root.is_dir() else [])
         tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
         try:
-            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print)
+            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print, resample)
         except BaseException:                       # an error or Ctrl-C: no half-built cache stays behind
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -123,7 +139,7 @@ def build_cache(
 
 
 def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int, progress: bool,
-           catalog_print: str) -> None:
+           catalog_print: str, resample: str = "bilinear") -> None:
     started = time.time()
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -131,7 +147,7 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
     array_path = str(tmp / "images.npy")
     np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3)).flush()
     chunk = max(16, min(256, len(files) // (4 * jobs) + 1))
-    tasks = [(array_path, size, s, files[s:s + chunk]) for s in range(0, len(files), chunk)]
+    tasks = [(array_path, size, s, files[s:s + chunk], resample) for s in range(0, len(files), chunk)]
     failures: list[str] = []
     if jobs <= 1:
         results = map(_fill, tasks)
@@ -154,7 +170,8 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
         raise CatalogError(f"{len(failures)} images could not be decoded:\n    {shown}\n"
                            "Download these files again, or remove them and their catalog rows.")
     catalog[["image_id"]].to_csv(tmp / "image_ids.csv", index=False)
-    meta = {"version": CACHE_VERSION, "size": size, "n": len(files), "catalog_fingerprint": catalog_print,
+    meta = {"version": CACHE_VERSION, "size": size, "resample": resample, "n": len(files),
+            "catalog_fingerprint": catalog_print,
             "seconds": round(time.time() - started, 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     try:

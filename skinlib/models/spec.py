@@ -41,6 +41,7 @@ class ModelSpec:
         image_size: side of the input images.
         grayscale: the model sees grey-scale images (3 identical channels).
         classes: class codes of the outputs, in order (None: the seven HAM10000 classes).
+        resample: the resize filter of its image cache (``bilinear``; ``bicubic`` for CLIP's preprocessing).
     """
 
     factory: str
@@ -50,6 +51,7 @@ class ModelSpec:
     image_size: int
     grayscale: bool = False
     classes: list[str] | None = field(default=None)
+    resample: str = "bilinear"
 
     def __post_init__(self):
         self.mean = [float(v) for v in self.mean]
