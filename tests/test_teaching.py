@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import make_teaching  # noqa: E402
 
+from skinlib.notebook_format import STRIP_KEYS  # noqa: E402
 from skinlib.runner import find_notebooks  # noqa: E402
 
 pytest.importorskip("nbgrader", reason="the teaching extra: pip install -e '.[teaching]'")
@@ -100,6 +101,9 @@ def test_student_copy_is_the_notebook_without_its_answers(path):
     text = (STUDENT / path.name).read_text()
     for secret in (BEGIN, END, "BEGIN HIDDEN TESTS"):
         assert secret not in text
+    filtered = subprocess.run([sys.executable, "-m", "nbstripout", "-t", "--extra-keys", " ".join(STRIP_KEYS),
+                               str(STUDENT / path.name)], capture_output=True, text=True, check=True).stdout
+    assert filtered == text, "stored as make lab's git filter keeps it (git status stays clean)"
     for cell in student.cells[start:]:
         meta = grading(cell)
         if meta.get("solution"):
@@ -144,15 +148,9 @@ def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str]:
 EXECUTED = NOTEBOOKS if os.environ.get("SKINLIB_TEACHING_ALL") else [p for p in NOTEBOOKS if p.name.startswith("02_")]
 
 
-def test_student_copies_run_up_to_their_first_exercise(tmp_path):
+def test_student_copies_run_up_to_their_first_exercise(workspace):
     """Opened from teaching/student/ (another folder than notebooks/), each copy finds skinlib and the data, runs
     every cell before its first exercise, and stops there on nbgrader's stub (NotImplementedError)."""
-    from skinlib import paths
-
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    for shared in ("synthetic", "cache"):     # the built-in data and its decoded images: made once, reused (read-only)
-        (workspace / shared).symlink_to(getattr(paths, f"{shared}_dir")())
     for path in EXECUTED:
         student = STUDENT / path.name
         started = time.perf_counter()
