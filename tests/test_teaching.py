@@ -186,3 +186,25 @@ def test_lab_profile_is_valid_and_pretrained():
     listed = subprocess.run([sys.executable, "run_all.py", "--profile", "lab", "--list"], cwd=ROOT,
                             capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("SKINLIB_TEACHING_ALL"), reason="minutes: SKINLIB_TEACHING_ALL=1 runs it")
+def test_nbgrader_autograde_scores_the_solution_full_and_the_blank_copy_zero(tmp_path):
+    """The course folder works as nbgrader's course root: released, submitted, autograded; the autograder tests
+    give the solution every autograded point and an unanswered copy none (they can fail)."""
+    course = tmp_path / "course"
+    shutil.copytree(ROOT / "teaching", course, ignore=shutil.ignore_patterns("student"))
+    name = "02_splits"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    nbgrader = [sys.executable, "-m", "nbgrader"]
+    subprocess.run([*nbgrader, "generate_assignment", name], cwd=course, env=env, check=True, capture_output=True)
+    for student, copy in (("solution", course / "source" / name), ("blank", course / "release" / name)):
+        (course / "submitted" / student / name).mkdir(parents=True)
+        shutil.copy(copy / f"{name}.ipynb", course / "submitted" / student / name)
+    subprocess.run([*nbgrader, "autograde", name], cwd=course, env=env, check=True, capture_output=True)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        solution, blank = (gb.find_submission(name, s) for s in ("solution", "blank"))
+        assert solution.code_score == solution.max_code_score > 0
+        assert blank.code_score == 0
