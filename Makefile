@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 ARGS   ?=
 DATA   ?=
 
-.PHONY: study test lab bench env clean
+.PHONY: study test lab teaching bench env clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "skinlib needs Python 3.10 or newer, this is " + sys.version.split()[0]'
@@ -33,6 +33,9 @@ lab: $(STAMP)                                    ## open the notebooks in Jupyte
 	fi
 	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
 	  --ContentsManager.pre_save_hook=skinlib.notebook_format.strip_on_save notebooks/
+
+teaching: $(STAMP)                               ## students' copies and the nbgrader course in teaching/ (from notebooks/)
+	$(BIN)/python tools/make_teaching.py
 
 bench: $(STAMP)                                  ## speed of the data pipeline (full-size synthetic data)
 	$(BIN)/python benchmarks/data_pipeline.py $(ARGS)

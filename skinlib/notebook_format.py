@@ -24,6 +24,8 @@ LANGUAGE_INFO = {"codemirror_mode": {"name": "ipython", "version": 3}, "file_ext
 STRIP_KEYS = ("metadata.language_info.version", "metadata.papermill", "cell.metadata.papermill",
               "cell.metadata.jp-MarkdownHeadingCollapsed")
 KEEP_NOTEBOOK_META = ("kernelspec", "language_info", "skinlib")
+#: cell metadata kept besides tags: nbgrader's marks of the exercises (solution, tests, points, grade_id)
+KEEP_CELL_META = ("nbgrader",)
 
 
 def is_checked(cell) -> bool:
@@ -62,7 +64,8 @@ def clean(source: nbformat.NotebookNode, executed: nbformat.NotebookNode) -> nbf
     for cell in source.cells:
         tags = [t for t in cell.metadata.get("tags", []) if t != "keep_output"]
         checked = is_checked(cell)
-        cell.metadata = {"tags": tags} if tags else {}
+        kept = {k: cell.metadata[k] for k in KEEP_CELL_META if k in cell.metadata}
+        cell.metadata = {**kept, **({"tags": tags} if tags else {})}
         if cell.cell_type != "code":
             continue
         cell.source = _body(cell.source)

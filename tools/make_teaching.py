@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""Make the course copies of the notebooks with nbgrader: students' copies and the instructor's nbgrader course.
+
+    python tools/make_teaching.py            # (re)write teaching/ from notebooks/
+    python tools/make_teaching.py --check    # exit 1 when the committed copies differ from what this writes (CI)
+
+Writes, for every notebook ``notebooks/NN_topic.ipynb`` (the solution notebooks, the ones ``run_all.py`` and
+nbval run):
+
+* ``teaching/source/NN_topic/NN_topic.ipynb``: the instructor's copy, the notebook as it is, in the layout of an
+  nbgrader course (``source/<assignment>/``, one assignment per notebook) with ``teaching/nbgrader_config.py``,
+  so that ``nbgrader generate_assignment NN_topic`` and ``nbgrader autograde NN_topic`` run there;
+* ``teaching/student/NN_topic.ipynb``: what ``nbgrader generate_assignment`` releases to students, made here with
+  nbgrader's own preprocessors in the order its ``GenerateAssignment`` converter applies them (solutions replaced
+  by stubs, hidden tests and outputs removed, graded cells locked and checksummed), without its gradebook
+  database, then stored as the git filter of ``make lab`` stores notebooks. Nothing depends on time or machine:
+  a rerun writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from skinlib.notebook_format import strip  # noqa: E402
+from skinlib.runner import find_notebooks  # noqa: E402
+
+TEACHING = ROOT / "teaching"
+CONFIG = '''\
+"""nbgrader configuration of the skinlib course: one assignment per notebook (source/NN_topic/NN_topic.ipynb).
+
+Run nbgrader from this folder (the course root), in the environment where skinlib is installed, activated so that
+nbgrader finds its helper commands: `nbgrader generate_assignment 02_splits` and, once submissions are collected,
+`nbgrader autograde 02_splits`. Written by tools/make_teaching.py.
+"""
+
+c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
+c.CourseDirectory.course_id = "skinlib"
+'''
+
+
+def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A solution notebook as nbgrader releases it to students.
+
+    Args:
+        nb: a notebook with nbgrader cell metadata (solution cells, autograder tests, manually graded answers).
+
+    Raises:
+        nbgrader.preprocessors.NbGraderPreprocessor errors: cell metadata nbgrader refuses (e.g. a graded cell
+            without points), naming the cell.
+    """
+    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearOutput,
+                                        ClearSolutions, ComputeChecksums, LockCells)
+
+    # GenerateAssignment's list, less IncludeHeaderFooter (no header), InstantiateTests (no AUTOTEST cells) and
+    # SaveCells (its gradebook database; `nbgrader generate_assignment` in teaching/ fills it)
+    steps = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums, ClearHiddenTests,
+             ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+    nb = nbformat.from_dict(nb)
+    resources: dict = {}
+    for step in steps:
+        nb, resources = step().preprocess(nb, resources)
+    return strip(nb)
+
+
+def exercise_cells(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+    """The cells nbgrader grades or clears (those with ``nbgrader`` metadata marking a solution or a grade)."""
+    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") or c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def write(out: Path, notebooks_dir: Path = ROOT / "notebooks") -> list[Path]:
+    """Write the course copies of every notebook under `out` (``student/``, ``source/``, ``nbgrader_config.py``).
+
+    Args:
+        out: the teaching folder; ``student/`` and ``source/`` are replaced as a whole (a notebook removed from
+            ``notebooks/`` disappears from them).
+        notebooks_dir: the solution notebooks.
+
+    Returns:
+        The files written, relative to `out`.
+    """
+    out = Path(out)
+    for sub in ("student", "source"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    written = [Path("nbgrader_config.py")]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "nbgrader_config.py").write_text(CONFIG)
+    for path in find_notebooks(notebooks_dir):
+        nb = nbformat.read(path, as_version=4)
+        if not exercise_cells(nb):
+            raise SystemExit(f"{path.name}: no nbgrader exercise cells; add an '## Exercises' section (README: Instructors)")
+        source = out / "source" / path.stem / path.name
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, source)
+        student = out / "student" / path.name
+        student.parent.mkdir(parents=True, exist_ok=True)
+        student.write_text(nbformat.writes(student_copy(nb)) + "\n")
+        written += [source.relative_to(out), student.relative_to(out)]
+    return written
+
+
+def differences(committed: Path, fresh: Path, files: list[Path]) -> list[str]:
+    """Files of `fresh` that are missing from or differ in `committed`, and files only `committed` has."""
+    problems = [f"{f}: {'differs' if (committed / f).is_file() else 'missing'}"
+                for f in files if not (committed / f).is_file() or not filecmp.cmp(committed / f, fresh / f, shallow=False)]
+    expected = {str(f) for f in files}
+    for sub in ("student", "source"):
+        for extra in sorted((committed / sub).rglob("*")) if (committed / sub).is_dir() else []:
+            if extra.is_file() and str(extra.relative_to(committed)) not in expected:
+                problems.append(f"{extra.relative_to(committed)}: not made from any notebook (remove it)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when teaching/ differs from what this command would write")
+    parser.add_argument("--out", type=Path, default=TEACHING, help="the teaching folder (default: teaching/)")
+    args = parser.parse_args(argv)
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            problems = differences(args.out, Path(tmp), write(Path(tmp)))
+        if problems:
+            print("teaching copies out of date (run `make teaching` and commit):\n  " + "\n  ".join(problems))
+            return 1
+        print(f"teaching copies up to date ({args.out})")
+        return 0
+    files = write(args.out)
+    print(f"wrote {len(files)} files under {args.out}: student copies in student/, the nbgrader course in source/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
