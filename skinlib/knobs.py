@@ -127,14 +127,17 @@ def _timm_model(value: Any) -> bool:
 
 def _clip_branch(value: Any) -> bool:
     """07's CLIP image towers: clip-tiny, clip-hf-hub:org/repo, or clip-<open_clip architecture>[.<tag>]."""
-    if not isinstance(value, str) or not value.startswith("clip-"):
+    from .models.fusion import clip_arguments
+
+    try:
+        args = clip_arguments(value)
+    except ValueError:
         return False
-    name = value[len("clip-"):]
-    if name == "tiny" or (name.startswith("hf-hub:") and "/" in name):
+    if args["config"] is not None or (args["name"].startswith("hf-hub:") and "/" in args["name"]):
         return True
     import open_clip
 
-    return open_clip.get_model_config(name.partition(".")[0]) is not None
+    return open_clip.get_model_config(args["name"]) is not None
 
 
 RATIOS = Rule(f"three numbers >= 0 (train, val, test) that sum to 1 (within {RATIOS_TOLERANCE:g})", _ratios_ok)

@@ -106,12 +106,13 @@ def image_encoder(backbone: str = SMALL_CNN, *, pretrained: bool = False, weight
     return model.features, model.head.in_features
 
 
-def _head(kind: str, dim: int, num_classes: int, dropout: float, hidden: int) -> nn.Sequential:
+def _head(kind: str, dim: int, num_classes: int, dropout: float, hidden: int) -> nn.Module:
     if kind == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                             nn.Linear(hidden, num_classes))
+    if kind == "mlp":                                   # the same MLP head as 06's CLIP models (study B)
+        from .vision_language import _head as clip_head
+
+        return clip_head("mlp", dim, num_classes, hidden, dropout)
     raise ValueError(f"unknown head {kind!r}: use 'linear' or 'mlp'")
 
 
