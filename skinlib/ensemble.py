@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import metrics
 from .data.labels import CLASSES
-from .results import gather, load_run
+from .results import SPLIT_COST, gather, load_run
 
 #: Study E's mix-model: when the general model predicts the key, the specialist for these classes is consulted.
 STUDY_E_SPECIALISTS: dict[str, tuple[str, str]] = {"nv": ("mel", "nv"), "bcc": ("akiec", "bcc"), "bkl": ("mel", "bkl")}
@@ -93,7 +93,7 @@ def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, spli
 
 
 def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = None,
-                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles",)) -> pd.DataFrame:
+                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles", SPLIT_COST)) -> pd.DataFrame:
     """Finished runs whose predictions cover every class of `classes` (no specialists) on every image (no body-site
     subset), with their validation metrics: the candidate ensemble members.
 
@@ -101,7 +101,7 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         root: the registry folder.
         experiments: experiments to look in; None: every experiment in the registry but `exclude`.
         classes: the classes a member must predict.
-        exclude: experiments never used as members (08's own results).
+        exclude: experiments never used as members (08's own results, the split-cost measurements).
     """
     from . import paths
 

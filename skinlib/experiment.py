@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,8 +15,8 @@ import pandas as pd
 from . import metrics, paths
 from .data.labels import CLASSES
 from .data.source import open_catalog
-from .data.splits import DEFAULT_SPLIT, SPLITS, load_split, make_and_save_splits
-from .results import RunRecorder
+from .data.splits import DEFAULT_SPLIT, DEFAULTS, SPLITS, load_split, make_and_save_splits, make_folds
+from .results import SPLIT_COST, RunRecorder
 
 if TYPE_CHECKING:
     from torch import nn
@@ -187,7 +187,7 @@ def evaluate_binary(parts: dict[str, pd.DataFrame], proba: dict[str, np.ndarray]
 def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, pd.DataFrame], evaluation: Evaluation,
            history: pd.DataFrame | None = None, figures: dict[str, Any] | None = None,
            model: nn.Module | None = None, spec: ModelSpec | None = None,
-           classes: Sequence[str] = CLASSES) -> RunRecorder:
+           classes: Sequence[str] = CLASSES, columns: Sequence[str] = (), isic_csv: bool = True) -> RunRecorder:
     """Write a finished run to the registry: params, metrics, per-image predictions, tables, figures, an
     ISIC-format CSV of the test predictions, and the model (weights + spec) when given. Returns the recorder
     (already finished).
@@ -203,6 +203,8 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
             :func:`skinlib.results.load_model`).
         spec: how to rebuild `model` (``model.json``); required with `model`.
         classes: class codes of the probability columns (a specialist's subset; the ISIC CSV needs all seven).
+        columns: more columns of `parts` kept in the predictions table (e.g. ``lesion_id``, ``fold``).
+        isic_csv: write the ISIC-format CSV of the test predictions (cross-fitted predictions are not a test split).
 
     A binary run (:func:`evaluate_binary`) has one predictions column ``p_<positive>`` and no ISIC CSV.
     """
@@ -218,6 +220,8 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
     for split, p in evaluation.proba.items():
         frame = pd.DataFrame(p, columns=[f"p_{evaluation.positive}"] if binary else [f"p_{c}" for c in classes])
         frame.insert(0, "label", parts[split][evaluation.target].to_numpy())
+        for i, column in enumerate(columns):
+            frame.insert(i, column, parts[split][column].to_numpy())
         frame.insert(0, "split", split)
         frame.insert(0, "image_id", parts[split]["image_id"].to_numpy())
         rows.append(frame)
@@ -229,12 +233,68 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
         recorder.history(history)
     for name, fig in (figures or {}).items():
         recorder.figure(fig, name)
-    if not binary and classes == list(CLASSES):
+    if isic_csv and not binary and classes == list(CLASSES):
         metrics.to_isic_csv(parts["test"]["image_id"], evaluation.proba["test"], recorder.file("isic_test_predictions.csv"))
     if model is not None:
         recorder.model(model, spec)
     recorder.finish()
     return recorder
+
+
+def cross_fit(features: np.ndarray, labels: np.ndarray, folds: np.ndarray, make_model: Callable[[], Any],
+              n_classes: int = len(CLASSES)) -> np.ndarray:
+    """Out-of-fold probabilities: for each fold, a new model from `make_model` (scikit-learn style: ``fit``,
+    ``predict_proba``, ``classes_``) is fitted on the other folds' rows and predicts this fold's rows. Every row is
+    predicted once, by a model that never saw it.
+
+    Args:
+        features: one row per image.
+        labels: class index per row.
+        folds: fold number per row (:func:`skinlib.data.splits.make_folds`).
+        make_model: returns an unfitted model.
+        n_classes: columns of the result (a class missing from a fold's training rows gets probability 0).
+    """
+    labels, folds = np.asarray(labels), np.asarray(folds)
+    if not (len(features) == len(labels) == len(folds)):
+        raise ValueError(f"features, labels and folds differ in length: {len(features)}, {len(labels)}, {len(folds)}")
+    proba = np.zeros((len(labels), n_classes))
+    for fold in np.unique(folds):
+        held_out = folds == fold
+        model = make_model().fit(features[~held_out], labels[~held_out])
+        proba[np.ix_(held_out, np.asarray(model.classes_, dtype=int))] = model.predict_proba(features[held_out])
+    return proba
+
+
+def measure_split_cost(table: pd.DataFrame, features: np.ndarray, make_model: Callable[[], Any], name: str,
+                       params: dict[str, Any], *, folds: int = 5, seed: int = 0) -> dict[str, str]:
+    """What the studies' image-level split adds to a result, measured with `k`-fold cross-fitting on every image of
+    `table`: the same model on lesion-grouped folds (as 02 groups) and on image-level folds (as the studies split),
+    each image predicted by a model that did not train on it. Each kind is recorded as a run
+    ``split_cost/<name>-<kind>-<k>fold`` (predictions with ``lesion_id`` and ``fold``), which
+    :func:`skinlib.report.split_cost` compares image by image. Returns ``{kind: "split_cost/<run>"}``.
+
+    Args:
+        table: the images (a split catalog: every split is used), with ``label`` and ``lesion_id``.
+        features: one row per row of `table`.
+        make_model: returns an unfitted scikit-learn style model.
+        name: the measured model's run name; params: its resolved parameters (recorded with ``folds``).
+        folds: number of folds (at least 2).
+        seed: seed of the folds.
+    """
+
+    runs = {}
+    for group_by in (DEFAULTS["group_by"], "image"):
+        kind = "image" if group_by == "image" else "lesion"
+        division = make_folds(table, folds, seed=seed, group_by=group_by, stratify=DEFAULTS["stratify"])
+        everything = table.assign(fold=division["fold"].to_numpy(), split="test").reset_index(drop=True)
+        proba = cross_fit(features, everything["label"].to_numpy(), everything["fold"].to_numpy(), make_model)
+        parts = {"test": everything}
+        evaluation = evaluate_splits(parts, {"test": proba}, seed=seed)
+        run = f"{name}-{kind}-{folds}fold"
+        record(SPLIT_COST, run, {**params, "folds": folds, "fold_group_by": group_by}, parts, evaluation,
+               columns=("lesion_id", "fold"), isic_csv=False)
+        runs[kind] = f"{SPLIT_COST}/{run}"
+    return runs
 
 
 def predict_recorded(experiment: str, run: str, table: pd.DataFrame, splits: Sequence[str] = ("val", "test"), *,

@@ -16,7 +16,7 @@ import pandas as pd
 from . import metrics, paths
 from .data.labels import CLASSES
 from .reference import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
-from .results import gather, load_run
+from .results import SPLIT_COST, gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
 FAMILIES: dict[str, str] = {"random_forest": "random forest", "custom_cnn": "custom CNN", "transfer": "transfer",
@@ -51,6 +51,7 @@ def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
     table = gather(root=root, split=split)
     if table.empty:
         return table
+    table = table[table["experiment"] != SPLIT_COST]           # measurements, not models (see split_cost)
     rows = []
     for _, row in table.iterrows():
         run = load_run(row["experiment"], row["run"], root)
@@ -172,8 +173,17 @@ def forest_plot(runs: pd.DataFrame, chance: float | None = 1 / 7, ax=None):
 def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0,
                root: Path | None = None) -> pd.Series:
     """How much the studies' image-level split inflates a result: test balanced accuracy of the same model trained
-    on the image-level split minus on the lesion-grouped split (each on its own test split), with a 95% bootstrap
-    interval (the two test sets resampled independently). When a run is missing, says which and how to make it.
+    on the image-level split minus on the lesion-grouped split, with a 95% bootstrap interval.
+
+    Two designs, chosen by what the runs hold:
+
+    * cross-fitted runs (:func:`skinlib.experiment.measure_split_cost`: every image predicted once under each kind
+      of split): the two are compared on the same images, and the bootstrap resamples lesions (all images of a
+      lesion together), which keeps the pairing;
+    * runs on 02's two saved splits (each evaluated on its own test split): the two test sets are resampled
+      independently.
+
+    When a run is missing, says which and how to make it.
 
     Args:
         grouped, image_level: ``experiment/run`` of the run on each split.
@@ -184,24 +194,44 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
     missing = [name for name in (grouped, image_level) if not (base / name / "run.json").is_file()]
     if missing:
         return pd.Series({"not run": ", ".join(missing),
-                          "how": "run 04_custom_cnn with split_name = the image-level split saved by 02 "
+                          "how": "cross-fitted: run 03_random_forest with split_cost_folds = 5 (the default profile "
+                                 "does); on 02's splits: run 04_custom_cnn with split_name = the image-level split "
                                  "(params/full/04_custom_cnn.yaml has it as a run)"})
-    rng = np.random.default_rng(seed)
-    scores, draws = {}, {}
+    tests = {}
     for name, key in (("lesion-grouped", grouped), ("image-level", image_level)):
         experiment, run = key.split("/", 1)
         pred = load_run(experiment, run, root).predictions
-        test = pred[pred["split"] == "test"]
-        y = test["label"].to_numpy(int)
-        p = test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1)
-        scores[name] = _balanced(y, p)
-        draws[name] = np.array([_balanced(y[idx], p[idx]) for idx in
-                                (rng.integers(0, len(y), len(y)) for _ in range(n_boot))])
-    diff = draws["image-level"] - draws["lesion-grouped"]
+        tests[name] = pred[pred["split"] == "test"].reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    lesion, image = tests["lesion-grouped"], tests["image-level"]
+    paired = set(lesion["image_id"]) == set(image["image_id"]) and len(lesion) == len(image)
+    y, p = {}, {}
+    if paired:
+        image = image.set_index("image_id").loc[lesion["image_id"]].reset_index()
+    for name, test in (("lesion-grouped", lesion), ("image-level", image)):
+        y[name] = test["label"].to_numpy(int)
+        p[name] = test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1)
+    scores = {name: _balanced(y[name], p[name]) for name in y}
+    if paired:
+        clusters = pd.factorize(lesion["lesion_id"] if "lesion_id" in lesion else lesion["image_id"])[0]
+        members = [np.flatnonzero(clusters == c) for c in range(clusters.max() + 1)]
+        diff = []
+        for _ in range(n_boot):
+            idx = np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))])
+            diff.append(_balanced(y["image-level"][idx], p["image-level"][idx])
+                        - _balanced(y["lesion-grouped"][idx], p["lesion-grouped"][idx]))
+        diff = np.asarray(diff)
+        design = f"cross-fitted: the same {len(lesion)} images, resampled by lesion"
+    else:
+        draws = {name: np.array([_balanced(y[name][idx], p[name][idx]) for idx in
+                                 (rng.integers(0, len(y[name]), len(y[name])) for _ in range(n_boot))])
+                 for name in y}
+        diff = draws["image-level"] - draws["lesion-grouped"]
+        design = f"each on its own test split ({len(lesion)} and {len(image)} images), resampled independently"
     return pd.Series({"lesion-grouped": scores["lesion-grouped"], "image-level": scores["image-level"],
                       "inflation": scores["image-level"] - scores["lesion-grouped"],
                       "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
-                      "share of resamples without inflation": float((diff <= 0).mean())})
+                      "share of resamples without inflation": float((diff <= 0).mean()), "design": design})
 
 
 def _balanced(y: np.ndarray, pred: np.ndarray) -> float:

@@ -25,6 +25,11 @@ import pandas as pd
 from . import __version__, paths, stale
 
 
+#: Experiment of the split-cost measurements (:func:`skinlib.experiment.measure_split_cost`): runs that measure the
+#: studies' split, not models; the report's run tables and 08's ensemble members leave them out.
+SPLIT_COST = "split_cost"
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 

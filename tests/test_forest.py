@@ -57,3 +57,59 @@ def test_hog_features_are_stored_and_reused(synthetic_small):
     assert len(stored) == 1
     np.testing.assert_allclose(first, hog_features(cache, ids, color_bins=4))
     np.testing.assert_allclose(first[0], hog_of(cache.images(ids.iloc[:1])[0], color_bins=4))
+
+
+class Memo:
+    """A model that remembers the rows it was fitted on and predicts class 0 (to check out-of-fold use)."""
+
+    fitted: list = []
+
+    def fit(self, X, y):
+        Memo.fitted.append(set(X[:, 0].tolist()))
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        out = np.zeros((len(X), len(self.classes_)))
+        out[:, 0] = 1
+        return out
+
+
+def test_cross_fit_predicts_each_row_with_a_model_that_never_saw_it():
+    from skinlib.experiment import cross_fit
+
+    X = np.arange(40, dtype=float)[:, None]
+    y = np.array([1, 2, 3] * 13 + [1])
+    folds = np.arange(40) % 4
+    y[folds == 2] = 1                                                  # fold 2 lacks classes 2 and 3 ...
+    Memo.fitted = []
+    proba = cross_fit(X, y, folds, Memo, n_classes=7)
+    assert proba.shape == (40, 7) and np.allclose(proba.sum(1), 1) and len(Memo.fitted) == 4
+    for fold, seen in enumerate(Memo.fitted):
+        assert seen.isdisjoint(X[folds == fold, 0]) and seen == set(X[folds != fold, 0])
+    assert (proba[:, 1] == 1).all()                                    # each model's first class is 1: column 1
+    with pytest.raises(ValueError, match="differ in length"):
+        cross_fit(X, y[:-1], folds, Memo)
+
+
+def test_the_synthetic_images_of_a_lesion_leak_through_an_image_level_split(synthetic_small):
+    """Shots of one lesion are alike (as in HAM10000): a nearest-neighbour model cross-fitted on image-level folds
+    finds a lesion's other image and beats the same model on lesion-grouped folds, with an interval above 0."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from skinlib import report
+    from skinlib.data.labels import CLASSES
+    from skinlib.experiment import measure_split_cost
+    from skinlib.results import load_run
+
+    table = load_catalog(synthetic_small, layout="ham10000")
+    table["label"] = table["dx"].map(CLASSES.index)
+    features = hog_features(build_cache(table, 32), table["image_id"], color_bins=4)
+    runs = measure_split_cost(table, features, lambda: KNeighborsClassifier(1), "1nn", {"k": 1}, folds=5, seed=0)
+    assert runs == {"lesion": "split_cost/1nn-lesion-5fold", "image": "split_cost/1nn-image-5fold"}
+    run = load_run("split_cost", "1nn-image-5fold")
+    assert run.params["folds"] == 5 and run.params["fold_group_by"] == "image"
+    assert {"lesion_id", "fold"} <= set(run.predictions.columns) and len(run.predictions) == len(table)
+    assert not (run.folder / "isic_test_predictions.csv").exists()
+    cost = report.split_cost(runs["lesion"], runs["image"], n_boot=300)
+    assert cost["design"].startswith("cross-fitted") and cost["low"] > 0.03

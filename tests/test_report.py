@@ -12,18 +12,21 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from skinlib import report
 from skinlib.data.labels import CLASSES
-from skinlib.results import RunRecorder
+from skinlib.results import RunRecorder, gather
 
 matplotlib.use("Agg")
 
 
-def record(root, experiment, run, y, proba, params=None, val_ba=0.5, test_ci=None):
-    """A finished run whose test predictions are `proba` for labels `y`."""
+def record(root, experiment, run, y, proba, params=None, val_ba=0.5, test_ci=None, prefix="i", lesions=None):
+    """A finished run whose test predictions are `proba` for labels `y` (images ``<prefix><k>``, optionally with
+    their lesions)."""
     rec = RunRecorder(experiment, run, params or {}, root=root)
     frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in CLASSES])
     frame.insert(0, "label", y)
+    if lesions is not None:
+        frame.insert(0, "lesion_id", lesions)
     frame.insert(0, "split", "test")
-    frame.insert(0, "image_id", [f"i{k}" for k in range(len(y))])
+    frame.insert(0, "image_id", [f"{prefix}{k}" for k in range(len(y))])
     rec.predictions(frame)
     pred = np.asarray(proba).argmax(1)
     ba = float(np.mean([np.mean(pred[np.asarray(y) == k] == k) for k in np.unique(y)]))
@@ -46,8 +49,9 @@ def registry(tmp_path):
     record(tmp_path, "custom_cnn", "custom-cnn", y, onehot(right(0.5)), {"data_dir": None}, val_ba=0.6)
     record(tmp_path, "transfer", "resnet50-run", y, onehot(right(0.7)), {"backbone": "resnet50", "grayscale": False,
                                                                           "augment": "study_e", "head": "study_e"}, val_ba=0.4)
-    record(tmp_path, "split_cost", "lesion", y, onehot(right(0.4)), val_ba=0.3)
-    record(tmp_path, "split_cost", "image", y, onehot(right(0.8)), val_ba=0.3)
+    # a model on 02's two saved splits: two different test sets (as the full profile's custom CNN runs)
+    record(tmp_path, "split_cost", "lesion-split", y, onehot(right(0.4)), val_ba=0.3)
+    record(tmp_path, "split_cost", "image-split", y, onehot(right(0.8)), val_ba=0.3, prefix="j")
     return tmp_path
 
 
@@ -71,15 +75,43 @@ def test_forest_plot_has_a_row_per_run(registry):
 
 
 def test_split_cost_measures_the_difference_with_an_interval(registry):
-    cost = report.split_cost("split_cost/lesion", "split_cost/image", n_boot=300, root=registry)
-    runs = report.runs_table(registry).set_index("run")
-    assert cost["inflation"] == pytest.approx(runs.loc["image", "balanced_accuracy"] - runs.loc["lesion", "balanced_accuracy"])
+    cost = report.split_cost("split_cost/lesion-split", "split_cost/image-split", n_boot=300, root=registry)
+    runs = gather("split_cost", root=registry).set_index("run")
+    assert cost["inflation"] == pytest.approx(runs.loc["image-split", "balanced_accuracy"]
+                                              - runs.loc["lesion-split", "balanced_accuracy"])
     assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0          # 0.8 vs 0.4 of 210 images
+    assert cost["design"].startswith("each on its own test split (210 and 210 images)")
+
+
+def test_split_cost_compares_cross_fitted_runs_image_by_image(tmp_path):
+    """On the same images, the paired design resamples lesions and gives a narrower interval than resampling the
+    two sets independently; the measurement runs stay out of the run tables and the ensemble members."""
+    from skinlib.ensemble import registry_runs
+
+    rng = np.random.default_rng(1)
+    y = np.repeat(np.arange(7), 40)
+    lesions = [f"L{k // 2}" for k in range(len(y))]                   # two images per lesion
+    grouped = np.where(rng.random(len(y)) < 0.45, y, (y + 1) % 7)
+    image = np.where(rng.random(len(y)) < 0.2, y, grouped)             # the same calls, and a few more right
+    record(tmp_path, "split_cost", "rf-lesion-5fold", y, onehot(grouped), lesions=lesions)
+    record(tmp_path, "split_cost", "rf-image-5fold", y, onehot(image), lesions=lesions)
+    record(tmp_path, "custom_cnn", "other-images", y, onehot(image), prefix="j")
+    paired = report.split_cost("split_cost/rf-lesion-5fold", "split_cost/rf-image-5fold", n_boot=400, root=tmp_path)
+    assert paired["design"] == "cross-fitted: the same 280 images, resampled by lesion"
+    expected = np.mean([np.mean(image[y == k] == k) - np.mean(grouped[y == k] == k) for k in range(7)])
+    assert paired["inflation"] == pytest.approx(expected)
+    apart = report.split_cost("split_cost/rf-lesion-5fold", "custom_cnn/other-images", n_boot=400, root=tmp_path)
+    assert apart["design"].startswith("each on its own test split")
+    assert apart["inflation"] == pytest.approx(paired["inflation"])
+    assert paired["high"] - paired["low"] < 0.6 * (apart["high"] - apart["low"])
+    assert paired["low"] > 0 and paired["share of resamples without inflation"] == 0
+    assert set(report.runs_table(tmp_path)["experiment"]) == {"custom_cnn"}
+    assert set(registry_runs(tmp_path)["experiment"]) == {"custom_cnn"}
 
 
 def test_split_cost_names_a_missing_run(registry):
-    cost = report.split_cost("split_cost/lesion", "custom_cnn/nope", root=registry)
-    assert cost["not run"] == "custom_cnn/nope" and "split_name" in cost["how"]
+    cost = report.split_cost("split_cost/lesion-split", "custom_cnn/nope", root=registry)
+    assert cost["not run"] == "custom_cnn/nope" and "split_name" in cost["how"] and "split_cost_folds" in cost["how"]
 
 
 def test_best_model_is_chosen_on_validation_not_test(registry):

@@ -7,7 +7,7 @@ import pytest
 
 from skinlib.data import load_catalog
 from skinlib.data.splits import (
-    SplitError, default_name, groups_of, leakage_report, load_split, make_split, save_split, split_counts,
+    SplitError, default_name, groups_of, leakage_report, load_split, make_folds, make_split, save_split, split_counts,
 )
 
 
@@ -120,3 +120,24 @@ def test_saved_split_round_trips_and_checks_the_catalog(ham):
         load_split(name, ham.iloc[:-1])
     with pytest.raises(FileNotFoundError, match="Run notebooks/02_splits.ipynb first.*lesion-75-10-15-seed0"):
         load_split("nope", ham)
+
+
+def test_folds_cover_every_image_once_and_keep_lesions_together(ham):
+    grouped = make_folds(ham, 5, seed=0)
+    image = make_folds(ham, 5, seed=0, group_by="image")
+    for folds in (grouped, image):
+        assert list(folds["image_id"]) == list(ham["image_id"]) and set(folds["fold"]) == set(range(5))
+        sizes = folds["fold"].value_counts()
+        assert sizes.max() - sizes.min() <= 0.1 * len(ham)              # about a fifth each
+    per_lesion = ham.assign(fold=grouped["fold"].to_numpy()).groupby("lesion_id")["fold"].nunique()
+    assert per_lesion.max() == 1
+    spread = ham.assign(fold=image["fold"].to_numpy()).groupby("lesion_id")["fold"].nunique()
+    assert (spread > 1).sum() > 20                                     # the studies' way: lesions cross folds
+    nv = ham["dx"].eq("nv").to_numpy()
+    for fold in range(5):                                              # stratified: nv's share holds in each fold
+        assert abs(nv[grouped["fold"].to_numpy() == fold].mean() - nv.mean()) < 0.08
+    assert make_folds(ham, 5, seed=0).equals(grouped) and not make_folds(ham, 5, seed=1).equals(grouped)
+    with pytest.raises(ValueError, match="at least 2"):
+        make_folds(ham, 1)
+    with pytest.raises(KeyError, match="nope"):
+        make_folds(ham, 5, stratify="nope")

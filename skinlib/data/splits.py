@@ -200,6 +200,37 @@ DEFAULTS: dict = {"ratios": (0.75, 0.10, 0.15), "seed": 0, "group_by": "auto", "
 DEFAULT_SPLIT: str = default_name(DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
 
 
+def make_folds(catalog: pd.DataFrame, k: int = 5, seed: int = 0, group_by: GroupBy = "auto",
+               stratify: str = "label") -> pd.DataFrame:
+    """`k` folds for cross-fitting, ``image_id, fold`` (0 to k-1) in catalog order: stratified by `stratify` and,
+    unless `group_by` is ``image``, grouped as :func:`groups_of` groups (no lesion or patient in two folds).
+    The same catalog, `k` and `seed` give the same folds.
+
+    Args:
+        catalog: the catalog to divide.
+        k: number of folds (at least 2).
+        seed: seed of the shuffling.
+        group_by: ``auto``, ``lesion``, ``patient``, or ``image`` (the studies' image-level division).
+        stratify: the class column each fold keeps the proportions of.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if k < 2:
+        raise ValueError(f"k must be at least 2 folds, got {k}")
+    if stratify not in catalog:
+        raise KeyError(f"stratify column {stratify!r} is not in the catalog (columns: {', '.join(catalog.columns)})")
+    y = catalog[stratify].to_numpy()
+    rows = np.zeros((len(catalog), 1))
+    if group_by == "image":
+        division = StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, y)
+    else:
+        division = StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(rows, y, groups_of(catalog, group_by))
+    fold = np.full(len(catalog), -1, dtype=np.int64)
+    for i, (_, held_out) in enumerate(division):
+        fold[held_out] = i
+    return pd.DataFrame({"image_id": catalog["image_id"].to_numpy(), "fold": fold})
+
+
 def make_and_save_splits(catalog: pd.DataFrame, *, ratios: tuple[float, ...] = DEFAULTS["ratios"],
                          seed: int = DEFAULTS["seed"], group_by: GroupBy = DEFAULTS["group_by"],
                          stratify: str = DEFAULTS["stratify"], image_size: int = DEFAULTS["image_size"]) -> dict[str, Path]:

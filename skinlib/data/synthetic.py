@@ -6,7 +6,8 @@ overlap, and about one lesion in five borrows part of its look from a class it i
 with (nv/mel, bkl/mel, bcc/akiec, ...). A CNN can learn them; handcrafted features catch part of it;
 nothing is identifiable from one pixel statistic, and no model can reach 100%.
 
-Several images per lesion (zoom, rotation, shift, lighting, hair differ), class-dependent metadata
+Several images per lesion, repeated shots of one session as in HAM10000 (a few degrees of turn, a few percent of
+zoom and shift, similar lighting; the same hair and marks), class-dependent metadata
 (age, sex, site, dx_type), real class proportions, all from one seed: the same seed gives the same
 files on any machine and with any number of worker processes.
 
@@ -36,7 +37,7 @@ from PIL import Image, ImageDraw
 
 from .labels import CLASSES, ISIC2018_COLUMNS, MALIGNANT
 
-GENERATOR_VERSION = 2  # 2: archive export with malignant subtypes, diagnosis_2, size signal
+GENERATOR_VERSION = 3  # 2: archive export with malignant subtypes, diagnosis_2, size signal; 3: shots of a session
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 #: HAM10000 image and lesion counts per class (images, lesions): the real proportions.
@@ -201,11 +202,16 @@ def _noise(rng: np.random.Generator, width: int, height: int, cells: float) -> n
     return np.asarray(Image.fromarray(small, mode="F").resize((width, height), Image.BICUBIC))
 
 
+#: How much the images of one lesion differ. They are repeated shots of one session, as HAM10000's are: the same pose
+#: within a few degrees, a few percent of zoom and shift, similar lighting, the same hair, dots and vessels. Shots this
+#: alike are what makes the studies' image-level split leak (see 02 and the report's split cost).
+SHOT_ZOOM, SHOT_SHIFT, SHOT_TURN = 0.05, 0.02, 0.1        # sd of log zoom, of the centre (fraction of the side), radians
+SHOT_LIGHT, SHOT_WHITE = 0.03, 0.015                      # sd of log exposure and of each channel's white balance
 WORK_SIDE = 320  # images are drawn with at most this many pixels on the long side, then upscaled
 
 
 def render(lesion: Lesion, shot: int, width: int, height: int) -> np.ndarray:
-    """One dermoscopic image (uint8 H x W x 3) of `lesion`; `shot` varies zoom, pose, lighting and hair.
+    """One dermoscopic image (uint8 H x W x 3) of `lesion`; `shot` varies zoom, pose and lighting a little.
 
     Drawn at most WORK_SIDE pixels wide and upscaled (bicubic): dermoscopic images are smooth at the
     scale of HAM10000's 600 x 450, and this keeps ``--full-size`` generation within two minutes on 2 cores.
@@ -222,6 +228,14 @@ def render_image(lesion: Lesion, shot: int, width: int, height: int) -> Image.Im
     return _draw(lesion, shot, width, height)
 
 
+#: Random streams fixed per lesion (the same in all its shots), each drawn apart so that adding one changes no other.
+_SESSION_STREAMS = {"marks": 7, "pose": 8, "texture": 9, "hair": 10, "vignette": 11}
+
+
+def _session(lesion: Lesion, what: str) -> np.random.Generator:
+    return np.random.default_rng((*lesion.seed, _SESSION_STREAMS[what]))
+
+
 def _rgb(values) -> np.ndarray:
     return np.asarray(values, np.float32)[:, None, None]
 
@@ -235,10 +249,11 @@ def _draw(lesion: Lesion, shot: int, width: int, height: int) -> Image.Image:
     xs, ys = _grid(width, height)
 
     skin = np.array([0.92, 0.76, 0.66]) * (1 - 0.35 * lrng.beta(2, 4)) + 0.03 * lrng.standard_normal(3)
-    zoom = float(np.exp(0.15 * rng.standard_normal()))
-    cx = width / 2 + 0.08 * width * rng.standard_normal()
-    cy = height / 2 + 0.08 * height * rng.standard_normal()
-    rotation = rng.uniform(0, 2 * np.pi)
+    zoom = float(np.exp(SHOT_ZOOM * rng.standard_normal()))
+    cx = width / 2 + SHOT_SHIFT * width * rng.standard_normal()
+    cy = height / 2 + SHOT_SHIFT * height * rng.standard_normal()
+    rotation = _session(lesion, "pose").uniform(0, 2 * np.pi) + SHOT_TURN * rng.standard_normal()
+    mrng = _session(lesion, "marks")                             # dots, lagoons, vessels: the lesion's own
     radius = look.size * short * zoom
 
     ks = np.arange(2, 8)
@@ -263,7 +278,7 @@ def _draw(lesion: Lesion, shot: int, width: int, height: int) -> Image.Image:
         field = _noise(lrng, width, height, 9 * cells)
         lesion_rgb *= (1 - 0.55 * look.network * np.clip(1 - 16 * np.abs(field - 0.5), 0, 1))[None]
     if look.texture > 0.02:
-        lesion_rgb += (look.texture * 0.5 * (_noise(rng, width, height, 30 * cells) - 0.5))[None]
+        lesion_rgb += (look.texture * 0.5 * (_noise(_session(lesion, "texture"), width, height, 30 * cells) - 0.5))[None]
     if look.scar > 0.02:
         off = 0.25 * lrng.standard_normal(2) * radius
         scar = np.exp(-(((xs - cx - off[0]) ** 2 + (ys - cy - off[1]) ** 2) / (0.18 * radius) ** 2))
@@ -271,27 +286,27 @@ def _draw(lesion: Lesion, shot: int, width: int, height: int) -> Image.Image:
 
     overlay = Image.new("RGBA", (width, height), (0, 0, 0, 0))
     draw = ImageDraw.Draw(overlay)
-    n_dots, n_lagoons, n_vessels = rng.poisson(look.dots), rng.poisson(look.lagoons), rng.poisson(look.vessels)
+    n_dots, n_lagoons, n_vessels = mrng.poisson(look.dots), mrng.poisson(look.lagoons), mrng.poisson(look.vessels)
 
     def inside(n: int) -> np.ndarray:
-        ang = rng.uniform(0, 2 * np.pi, n)
-        rad = radius * np.sqrt(rng.uniform(0, 0.7, n))
+        ang = mrng.uniform(0, 2 * np.pi, n) + rotation
+        rad = radius * np.sqrt(mrng.uniform(0, 0.7, n))
         return np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
 
     def rgba(c, alpha: int) -> tuple[int, int, int, int]:
         return (*[int(255 * np.clip(v, 0, 1)) for v in c], alpha)
 
     for x, y in inside(n_dots):
-        s = max(1.0, short * rng.uniform(0.005, 0.014))
+        s = max(1.0, short * mrng.uniform(0.005, 0.014))
         draw.ellipse((x - s, y - s, x + s, y + s), fill=rgba(look.dot_color, 220))
     for x, y in inside(n_lagoons):
-        s = max(2.0, radius * rng.uniform(0.08, 0.2))
-        tone = (0.60, 0.12, 0.22) if rng.random() < 0.5 else (0.42, 0.14, 0.36)
-        draw.ellipse((x - s, y - s * rng.uniform(0.6, 1), x + s, y + s), fill=rgba(tone, 200))
+        s = max(2.0, radius * mrng.uniform(0.08, 0.2))
+        tone = (0.60, 0.12, 0.22) if mrng.random() < 0.5 else (0.42, 0.14, 0.36)
+        draw.ellipse((x - s, y - s * mrng.uniform(0.6, 1), x + s, y + s), fill=rgba(tone, 200))
     for x, y in inside(n_vessels):
-        pts, ang = [(x, y)], rng.uniform(0, 2 * np.pi)
+        pts, ang = [(x, y)], mrng.uniform(0, 2 * np.pi)
         for _ in range(6):
-            ang += rng.normal(0, 0.6)
+            ang += mrng.normal(0, 0.6)
             step = radius * 0.15
             pts.append((pts[-1][0] + step * np.cos(ang), pts[-1][1] + step * np.sin(ang)))
         draw.line(pts, fill=rgba((0.72, 0.12, 0.18), 230), width=max(1, int(short * 0.006)))
@@ -303,22 +318,23 @@ def _draw(lesion: Lesion, shot: int, width: int, height: int) -> Image.Image:
         over = np.stack([np.asarray(band, np.float32) for band in overlay.split()]) / 255
         image += (over[3] * mask)[None] * (over[:3] - image)
 
-    if rng.random() < 0.35:                                      # hair, drawn over everything
+    hrng = _session(lesion, "hair")
+    if hrng.random() < 0.35:                                     # hair, drawn over everything
         hair = Image.new("L", (width, height), 0)
         hd = ImageDraw.Draw(hair)
-        for _ in range(rng.integers(1, 6)):
-            x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
-            ang = rng.uniform(0, 2 * np.pi)
+        for _ in range(hrng.integers(1, 6)):
+            x0, y0 = hrng.uniform(0, width), hrng.uniform(0, height)
+            ang = hrng.uniform(0, 2 * np.pi)
             pts = [(x0, y0)]
             for _ in range(8):
-                ang += rng.normal(0, 0.15)
+                ang += hrng.normal(0, 0.15)
                 pts.append((pts[-1][0] + 0.08 * short * np.cos(ang), pts[-1][1] + 0.08 * short * np.sin(ang)))
             hd.line(pts, fill=200, width=max(1, int(short * 0.005)))
         image += (np.asarray(hair, np.float32) / 255)[None] * (_rgb([0.18, 0.12, 0.1]) - image)
 
-    gain = 255 * np.exp(0.08 * rng.standard_normal()) * (1 + 0.04 * rng.standard_normal(3))
+    gain = 255 * np.exp(SHOT_LIGHT * rng.standard_normal()) * (1 + SHOT_WHITE * rng.standard_normal(3))
     image *= _rgb(gain)                                          # exposure and white balance, to 0..255
-    if rng.random() < 0.3:                                       # dermoscope vignette
+    if _session(lesion, "vignette").random() < 0.3:              # dermoscope vignette
         rr = np.sqrt((xs - width / 2) ** 2 + (ys - height / 2) ** 2) / (0.62 * width)
         image *= np.clip(1.6 - rr * rr, 0.05, 1)[None]
     noise = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape) & 7   # sensor noise, +-3.5 levels
