@@ -75,12 +75,13 @@ def test_forest_plot_has_a_row_per_run(registry):
 
 
 def test_split_cost_measures_the_difference_with_an_interval(registry):
-    cost = report.split_cost("split_cost/lesion-split", "split_cost/image-split", n_boot=300, root=registry)
+    table = report.split_cost("split_cost/lesion-split", "split_cost/image-split", n_boot=300, root=registry)
     runs = gather("split_cost", root=registry).set_index("run")
-    assert cost["inflation"] == pytest.approx(runs.loc["image-split", "balanced_accuracy"]
-                                              - runs.loc["lesion-split", "balanced_accuracy"])
-    assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0          # 0.8 vs 0.4 of 210 images
-    assert cost["design"].startswith("each on its own test split (210 and 210 images)")
+    assert list(table.index) == ["balanced_accuracy", "accuracy"]
+    for metric, cost in table.iterrows():
+        assert cost["inflation"] == pytest.approx(runs.loc["image-split", metric] - runs.loc["lesion-split", metric])
+        assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0      # 0.8 vs 0.4 of 210 images
+    assert table.index.name == "each on its own test split (210 and 210 images), resampled independently"
 
 
 def test_split_cost_compares_cross_fitted_runs_image_by_image(tmp_path):
@@ -96,12 +97,15 @@ def test_split_cost_compares_cross_fitted_runs_image_by_image(tmp_path):
     record(tmp_path, "split_cost", "rf-lesion-5fold", y, onehot(grouped), lesions=lesions)
     record(tmp_path, "split_cost", "rf-image-5fold", y, onehot(image), lesions=lesions)
     record(tmp_path, "custom_cnn", "other-images", y, onehot(image), prefix="j")
-    paired = report.split_cost("split_cost/rf-lesion-5fold", "split_cost/rf-image-5fold", n_boot=400, root=tmp_path)
-    assert paired["design"] == "cross-fitted: the same 280 images, resampled by lesion"
+    both = report.split_cost("split_cost/rf-lesion-5fold", "split_cost/rf-image-5fold", n_boot=400, root=tmp_path)
+    paired = both.loc["balanced_accuracy"]
+    assert both.index.name == "cross-fitted: the same 280 images, resampled by lesion"
     expected = np.mean([np.mean(image[y == k] == k) - np.mean(grouped[y == k] == k) for k in range(7)])
     assert paired["inflation"] == pytest.approx(expected)
+    assert both.loc["accuracy", "inflation"] == pytest.approx(np.mean(image == y) - np.mean(grouped == y))
     apart = report.split_cost("split_cost/rf-lesion-5fold", "custom_cnn/other-images", n_boot=400, root=tmp_path)
-    assert apart["design"].startswith("each on its own test split")
+    assert apart.index.name.startswith("each on its own test split")
+    apart = apart.loc["balanced_accuracy"]
     assert apart["inflation"] == pytest.approx(paired["inflation"])
     assert paired["high"] - paired["low"] < 0.6 * (apart["high"] - apart["low"])
     assert paired["low"] > 0 and paired["share of resamples without inflation"] == 0

@@ -7,7 +7,7 @@ with (nv/mel, bkl/mel, bcc/akiec, ...). A CNN can learn them; handcrafted featur
 nothing is identifiable from one pixel statistic, and no model can reach 100%.
 
 Several images per lesion, repeated shots of one session as in HAM10000 (a few degrees of turn, a few percent of
-zoom and shift, similar lighting; the same hair and marks), class-dependent metadata
+zoom, about 1% of shift, similar lighting; the same hair and marks), class-dependent metadata
 (age, sex, site, dx_type), real class proportions, all from one seed: the same seed gives the same
 files on any machine and with any number of worker processes.
 
@@ -203,10 +203,10 @@ def _noise(rng: np.random.Generator, width: int, height: int, cells: float) -> n
 
 
 #: How much the images of one lesion differ. They are repeated shots of one session, as HAM10000's are: the same pose
-#: within a few degrees, a few percent of zoom and shift, similar lighting, the same hair, dots and vessels. Shots this
-#: alike are what makes the studies' image-level split leak (see 02 and the report's split cost).
-SHOT_ZOOM, SHOT_SHIFT, SHOT_TURN = 0.05, 0.02, 0.1        # sd of log zoom, of the centre (fraction of the side), radians
-SHOT_LIGHT, SHOT_WHITE = 0.03, 0.015                      # sd of log exposure and of each channel's white balance
+#: within a few degrees, a few percent of zoom, about 1% of shift, similar lighting, the same hair, dots and vessels.
+#: Shots this alike are what makes the studies' image-level split leak (see 02, and the split cost in 03 and 10).
+SHOT_ZOOM, SHOT_SHIFT, SHOT_TURN = 0.03, 0.01, 0.05       # sd of log zoom, of the centre (fraction of the side), radians
+SHOT_LIGHT, SHOT_WHITE = 0.02, 0.01                       # sd of log exposure and of each channel's white balance
 WORK_SIDE = 320  # images are drawn with at most this many pixels on the long side, then upscaled
 
 
