@@ -221,10 +221,11 @@ def check_sets(sets: dict[str, Any], notebooks: list[Path]) -> None:
         raise ParameterError("\n".join(errors))
 
 
-#: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches. The image
-#: count is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes, heads and
-#: augmentation stay as the profile sets them.
-SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4}
+#: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches, and 09's
+#: Grad-CAM figures and faithfulness test on a few images (each model is still explained and tested). The image
+#: count of the data is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes,
+#: heads and augmentation stay as the profile sets them.
+SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4, "per_class": 1, "n_faithfulness": 2}
 
 
 def smoke(runs: list[Run]) -> list[Run]:
