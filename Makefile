@@ -4,6 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 ARGS   ?=
+TEST_JOBS ?= 2
 DATA   ?=
 
 .PHONY: study test lab teaching bench env clean
@@ -21,8 +22,8 @@ env: $(STAMP)                                    ## create or refresh the virtua
 study: $(STAMP)                                  ## run every notebook (DATA=path for real data, ARGS=... for run_all.py)
 	$(BIN)/python run_all.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
-test: $(STAMP)                                   ## unit tests and notebook checks (nbval)
-	$(BIN)/python -m pytest $(ARGS)
+test: $(STAMP)                                   ## unit tests and notebook checks (nbval), on TEST_JOBS workers
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(ARGS)
 
 lab: $(STAMP)                                    ## open the notebooks in JupyterLab (outputs stay out of git)
 	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"

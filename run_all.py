@@ -55,7 +55,13 @@ def main(argv: list[str] | None = None) -> int:
                              "otherwise, in a workspace of its own (<workspace>/smoke)")
     parser.add_argument("--wait", action="store_true",
                         help="when another process is executing a run, wait for it (default: that run fails)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="execute up to N runs of one notebook side by side, each with cores/N threads; a notebook "
+                             "starts when the previous ones are done (default 1; per-cell progress bars only for "
+                             "runs executed alone)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: must be 1 or more")
 
     overrides = {}
     if args.data is not None:
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
                      progress=not args.no_progress, wait=args.wait,
-                     after_run=drop_checkpoints if args.smoke else None)
+                     after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs)
     report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
     if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
         from skinlib.report import export_html
@@ -97,9 +103,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def drop_checkpoints(run: Run) -> None:
-    """After each smoke run: delete the smoke workspace's checkpoints. A smoke run is never resumed, and a full
-    profile's checkpoints (VGG19, BLIP, ...) would otherwise pile up to tens of GB over one smoke run."""
-    shutil.rmtree(paths.checkpoints_dir(), ignore_errors=True)
+    """After each smoke run: delete the smoke workspace's checkpoints, except those of runs still training beside
+    it (``--jobs``). A smoke run is never resumed, and a full profile's checkpoints (VGG19, BLIP, ...) would
+    otherwise pile up to tens of GB over one smoke run."""
+    from skinlib.train import idle_checkpoints          # here: torch is imported only by smoke runs
+
+    for path in idle_checkpoints(paths.checkpoints_dir()):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

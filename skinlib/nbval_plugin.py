@@ -5,9 +5,22 @@
 * Checked cells (tag ``nbval-check-output``) hold their reference output without an execution count, as
   nbstripout stores them (and as a reader should see them before running anything); nbval would take such a
   cell for "not run", so the count is supplied here.
+* With pytest-xdist (``make test`` runs ``pytest -n 2 --dist loadgroup``) the notebooks share one workspace
+  (03-10 read what 02 writes), so all their cells form one group that one worker runs in order, collected first so
+  that it starts at once; the other tests spread over the other workers (and keep their ``xdist_group`` marks).
+  The cores are shared out: each worker and the kernels it starts get ``cores // workers`` threads
+  (``OMP_NUM_THREADS`` and the like, unless already set), so the workers do not oversubscribe the machine.
 """
 
 from __future__ import annotations
+
+import os
+
+import pytest
+
+from skinlib.runner import THREAD_VARIABLES, cores
+
+NOTEBOOK_GROUP = "notebooks"
 
 try:
     from nbval.plugin import IPyNbCell
@@ -34,3 +47,52 @@ if IPyNbCell is not None and not getattr(IPyNbCell, "_skinlib_adapted", False):
     IPyNbCell.compare_outputs = compare_outputs
     IPyNbCell.runtest = runtest
     IPyNbCell._skinlib_adapted = True
+
+
+def _is_cell(item) -> bool:
+    return IPyNbCell is not None and isinstance(item, IPyNbCell)
+
+
+def notebook_scope(nodeid: str) -> str | None:
+    """The xdist scope of a notebook cell's test id (``notebooks/02_splits.ipynb::Cell 3``): one for every
+    notebook; None for another test."""
+    path = nodeid.split("::", 1)[0]
+    return NOTEBOOK_GROUP if path.endswith(".ipynb") else None
+
+
+def pytest_configure(config) -> None:
+    """Under xdist (in the controller, before the workers start): refuse a distribution that would split the
+    notebooks between workers, and give each worker its share of the cores."""
+    workers = getattr(config.option, "numprocesses", None) or 0
+    if not workers or hasattr(config, "workerinput"):
+        return
+    if config.getoption("dist", "no") != "loadgroup":
+        raise pytest.UsageError("the notebooks run in order in one worker (03-10 read what 02 writes): "
+                                f"use --dist loadgroup with -n {workers}, e.g. `make test`")
+    threads = str(max(1, cores() // workers))
+    for var in THREAD_VARIABLES:
+        os.environ.setdefault(var, threads)          # inherited by the workers and the kernels they start
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with every notebook cell in one group. (xdist marks a group by renaming the test id,
+    which pytest 9 no longer allows, so a ``xdist_group`` mark would not keep the notebooks together.)"""
+    if config.getoption("dist", "no") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class NotebooksTogether(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return notebook_scope(nodeid) or super()._split_scope(nodeid)
+
+    return NotebooksTogether(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    """In an xdist worker, the notebooks first: the longest chain of tests starts at once."""
+    cells = [item for item in items if _is_cell(item)]
+    if hasattr(config, "workerinput") and cells:
+        ids = {id(item) for item in cells}
+        items[:] = cells + [item for item in items if id(item) not in ids]

@@ -24,11 +24,14 @@ import ast
 import difflib
 import hashlib
 import json
+import multiprocessing
 import os
 import re
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -218,10 +221,11 @@ def check_sets(sets: dict[str, Any], notebooks: list[Path]) -> None:
         raise ParameterError("\n".join(errors))
 
 
-#: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches. The image
-#: count is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes, heads and
-#: augmentation stay as the profile sets them.
-SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4}
+#: What ``--smoke`` shrinks, for every notebook that has the parameter: one epoch of small batches, and 09's
+#: Grad-CAM figures and faithfulness test on a few images (each model is still explained and tested). The image
+#: count of the data is shrunk inside skinlib (:func:`skinlib.experiment.smoke_subset`); architectures, image sizes,
+#: heads and augmentation stay as the profile sets them.
+SMOKE_LIMITS = {"max_epochs": 1, "batch_size": 4, "per_class": 1, "n_faithfulness": 2}
 
 
 def smoke(runs: list[Run]) -> list[Run]:
@@ -392,8 +396,8 @@ def gpu_available() -> bool:
 class _Notices:
     """Echoes the lines a notebook prints with :func:`skinlib.notebook.notice` to the runner's log, as they come."""
 
-    def __init__(self, path: Path, prefix: str, log):
-        self.path, self.prefix, self.log = path, prefix, log
+    def __init__(self, path: Path, prefix: str, log, export: bool = True):
+        self.path, self.prefix, self.log, self.export = path, prefix, log, export   # export: set $SKINLIB_NOTICES here
         self.path.unlink(missing_ok=True)
         self.offset, self.stop = 0, threading.Event()
         self.thread = threading.Thread(target=self._follow, daemon=True)
@@ -408,15 +412,16 @@ class _Notices:
         complete = text[: text.rfind("\n") + 1]
         self.offset += len(complete.encode())
         for line in complete.splitlines():
-            print(f"{self.prefix}: {line}", file=self.log, flush=True)
+            _say(self.log, f"{self.prefix}: {line}")
 
     def _follow(self) -> None:
         while not self.stop.wait(0.3):
             self._drain()
 
     def __enter__(self) -> "_Notices":
-        self.previous = os.environ.get(NOTICES_ENV)
-        os.environ[NOTICES_ENV] = str(self.path)                 # inherited by the kernel papermill starts
+        if self.export:
+            self.previous = os.environ.get(NOTICES_ENV)
+            os.environ[NOTICES_ENV] = str(self.path)             # inherited by the kernel papermill starts
         self.thread.start()
         return self
 
@@ -425,10 +430,22 @@ class _Notices:
         self.thread.join()
         self._drain()
         self.path.unlink(missing_ok=True)
+        if not self.export:
+            return
         if self.previous is None:
             os.environ.pop(NOTICES_ENV, None)
         else:
             os.environ[NOTICES_ENV] = self.previous
+
+
+_LOG_LOCK = threading.Lock()
+
+
+def _say(log, text: str) -> None:
+    """One whole line to the runner's log, never interleaved with another thread's."""
+    with _LOG_LOCK:
+        log.write(text + "\n")
+        log.flush()
 
 
 #: passed to the kernel: no "Kernel is running over TCP without encryption" warning for every notebook
@@ -446,17 +463,26 @@ def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True, log=sys.s
         log: where lines printed by :func:`skinlib.notebook.notice` in the notebook are echoed.
         prefix: put before each echoed line (e.g. ``[2/5] 05_transfer_learning``).
     """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _Notices(_notices_path(out_dir, run), prefix or run.name, log):
+        return _execute(run, out_dir, cwd, progress)
+
+
+def _notices_path(out_dir: Path, run: Run) -> Path:
+    return out_dir / f".{run.name}.notices.tmp-{owner()}"
+
+
+def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
+    """:func:`execute` without echoing notices: papermill, the run record, the failing cell."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{run.name}.ipynb"
     started = time.time()
     _write_record(out_dir, run, "running", 0.0, started=started)
-    notices = out_dir / f".{run.name}.notices.tmp-{owner()}"
     try:
-        with _Notices(notices, prefix or run.name, log):
-            pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
-                                progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
+        pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
+                            progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
     except pm.PapermillExecutionError as exc:
         cell = _failing_cell(output, exc.exec_count)
         message = (f"{run.notebook.name} failed in cell {cell} (execution count {exc.exec_count}): "
@@ -492,9 +518,34 @@ def _failing_cell(output: Path, exec_count: int | None) -> str:
     return "?"
 
 
+#: thread-pool sizes of the numeric libraries, set for each kernel of runs executed side by side (``jobs`` > 1)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def cores() -> int:
+    """CPU cores this process may use (its affinity where the system tells, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:                                      # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def stages(runs: list[Run]) -> list[list[Run]]:
+    """The runs cut into stages: consecutive runs of one notebook. Runs of one stage depend on none of each other
+    (each writes its own registry run); a stage may depend on every earlier one (08-10 read the registry, 03-07
+    read 02's split), so it starts only when they are finished."""
+    groups: list[list[Run]] = []
+    for run in runs:
+        if groups and groups[-1][0].notebook == run.notebook:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+    return groups
+
+
 def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
             progress: bool = True, wait: bool = False, log=sys.stdout,
-            after_run: Callable[[Run], None] | None = None) -> int:
+            after_run: Callable[[Run], None] | None = None, jobs: int = 1) -> int:
     """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed).
 
     `after_run(run)` is called after each run that executed (finished or failed), e.g. to free disk space.
@@ -502,58 +553,156 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
     First removes what killed runs left behind (:func:`skinlib.stale.sweep`, :func:`interrupted_outputs`),
     saying so. Each run holds its lock (:class:`skinlib.stale.RunLock`) while it executes: a run another
     process is executing fails with a message naming that process, or is waited for (`wait`).
+
+    Args:
+        jobs: runs of one notebook (a stage, :func:`stages`) executed side by side, each in a worker process
+            whose kernel gets ``cores() // jobs`` threads (:data:`THREAD_VARIABLES`, unless already set); a
+            stage starts when the previous one is finished. A stage of one run, or ``jobs=1``, executes in
+            this process with every core. Per-cell progress bars are shown only for runs executed alone.
+            After a failure without `keep_going`, runs already executing finish and no other run starts.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     for line in stale.sweep() + interrupted_outputs(out_dir):
-        print(f"cleanup: {line}", file=log, flush=True)
-    failures = []
-    has_gpu = None
-    for i, run in enumerate(runs, 1):
-        prefix = f"[{i}/{len(runs)}] {run.name}"
-        if not force and is_done(out_dir, run):
-            print(f"{prefix}: already done with these parameters, skipped (--force to run again)", file=log, flush=True)
-            continue
-        if run.gpu == "required":
-            has_gpu = gpu_available() if has_gpu is None else has_gpu
-            if not has_gpu:
-                print(f"{prefix}: SKIPPED, this notebook needs a GPU and none is available", file=log, flush=True)
-                continue
-        lock = stale.RunLock(run.name)
-        try:
-            if wait and not _try(lock):
-                print(f"{prefix}: waiting, {_holder(lock)}", file=log, flush=True)
-                lock.acquire(wait=True)
-            elif not wait:
-                lock.acquire()
-        except stale.RunInProgress as exc:
-            print(f"{prefix}: NOT RUN, {exc}", file=log, flush=True)
-            failures.append(str(exc))
-            if not keep_going:
+        _say(log, f"cleanup: {line}")
+    state = _Progress(len(runs), keep_going)
+    workers = _Workers(jobs) if jobs > 1 and any(len(stage) > 1 for stage in stages(runs)) else None
+    number = {id(run): i for i, run in enumerate(runs, 1)}
+    try:
+        for stage in stages(runs):
+            if state.stopped:
                 break
-            continue
-        try:
-            if not force and is_done(out_dir, run):                # finished by the process we waited for
-                print(f"{prefix}: done by another process meanwhile, skipped", file=log, flush=True)
+            width = min(jobs, len(stage))
+            if width == 1:
+                for run in stage:
+                    if state.stopped:
+                        break
+                    _run_one(run, number[id(run)], state, out_dir, force, wait, log, after_run,
+                             lambda r, prefix: execute(r, out_dir, cwd, progress, log=log, prefix=prefix))
                 continue
-            print(f"{prefix}: running ...", file=log, flush=True)
-            started = time.time()
-            error = execute(run, out_dir, cwd, progress, log=log, prefix=prefix)
-        finally:
-            lock.release()
-        if after_run is not None:
-            after_run(run)
-        if error:
-            print(f"{prefix}: FAILED after {time.time() - started:.0f}s\n  {error}", file=log, flush=True)
-            failures.append(error)
-            if not keep_going:
-                break
-        else:
-            print(f"{prefix}: done in {time.time() - started:.0f}s -> {out_dir / (run.name + '.ipynb')}",
-                  file=log, flush=True)
-    if failures:
-        print(f"\n{len(failures)} run(s) failed; results of the others are kept:\n  " + "\n  ".join(failures),
-              file=log, flush=True)
+            limits = {var: str(max(1, cores() // width)) for var in THREAD_VARIABLES if var not in os.environ}
+
+            def side_by_side(r: Run, prefix: str) -> str | None:
+                return workers.execute(r, out_dir, cwd, limits, log, prefix)
+
+            with ThreadPoolExecutor(width) as slots:
+                for done in [slots.submit(_run_one, run, number[id(run)], state, out_dir, force, wait, log,
+                                          after_run, side_by_side) for run in stage]:
+                    done.result()
+    finally:
+        if workers is not None:
+            workers.close()
+    if state.failures:
+        _say(log, f"\n{len(state.failures)} run(s) failed; results of the others are kept:\n  "
+             + "\n  ".join(state.failures))
         return 1
     return 0
+
+
+class _Progress:
+    """What :func:`run_all` shares between the runs it executes side by side."""
+
+    def __init__(self, total: int, keep_going: bool):
+        self.total, self.keep_going = total, keep_going
+        self.failures: list[str] = []
+        self.stopped = False                                    # a run failed without keep_going: start no other
+        self.has_gpu: bool | None = None
+        self.lock = threading.Lock()                            # guards the fields above and after_run
+
+    def failed(self, message: str) -> None:
+        with self.lock:
+            self.failures.append(message)
+            self.stopped = self.stopped or not self.keep_going
+
+    def gpu(self) -> bool:
+        with self.lock:
+            if self.has_gpu is None:
+                self.has_gpu = gpu_available()
+            return self.has_gpu
+
+
+def _run_one(run: Run, i: int, state: _Progress, out_dir: Path, force: bool, wait: bool, log,
+             after_run: Callable[[Run], None] | None, executor: Callable[[Run, str], str | None]) -> None:
+    """One run of :func:`run_all`: skip it when done, take its lock, execute it with `executor`, say how it went."""
+    prefix = f"[{i}/{state.total}] {run.name}"
+    if state.stopped:
+        return
+    if not force and is_done(out_dir, run):
+        _say(log, f"{prefix}: already done with these parameters, skipped (--force to run again)")
+        return
+    if run.gpu == "required" and not state.gpu():
+        _say(log, f"{prefix}: SKIPPED, this notebook needs a GPU and none is available")
+        return
+    lock = stale.RunLock(run.name)
+    try:
+        if wait and not _try(lock):
+            _say(log, f"{prefix}: waiting, {_holder(lock)}")
+            lock.acquire(wait=True)
+        elif not wait:
+            lock.acquire()
+    except stale.RunInProgress as exc:
+        _say(log, f"{prefix}: NOT RUN, {exc}")
+        state.failed(str(exc))
+        return
+    try:
+        if not force and is_done(out_dir, run):                    # finished by the process we waited for
+            _say(log, f"{prefix}: done by another process meanwhile, skipped")
+            return
+        _say(log, f"{prefix}: running ...")
+        started = time.time()
+        error = executor(run, prefix)
+    finally:
+        lock.release()
+    if after_run is not None:
+        with state.lock:
+            after_run(run)
+    if error:
+        _say(log, f"{prefix}: FAILED after {time.time() - started:.0f}s\n  {error}")
+        state.failed(error)
+    else:
+        _say(log, f"{prefix}: done in {time.time() - started:.0f}s -> {out_dir / (run.name + '.ipynb')}")
+
+
+class _Workers:
+    """Worker processes executing runs side by side (:func:`run_all` with ``jobs`` > 1). Each run's kernel
+    inherits its worker's environment: the notices file of that run and the thread limits of its stage."""
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self.lock = threading.Lock()
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        # spawn, not fork: this process has threads (the runs' slots, the notice followers)
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+
+    def execute(self, run: Run, out_dir: Path, cwd: Path, limits: dict[str, str], log, prefix: str) -> str | None:
+        """:func:`execute` in a worker process; notices are echoed here as they come."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        notices = _notices_path(out_dir, run)
+        with _Notices(notices, prefix, log, export=False):
+            pool = self.pool
+            try:
+                return pool.submit(_execute_in_worker, run, out_dir, cwd, notices, limits).result()
+            except BrokenProcessPool as exc:                  # a worker died (killed, out of memory)
+                with self.lock:
+                    if self.pool is pool:                     # not replaced yet by the other run it broke
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        self.pool = self._start()
+                message = f"{run.notebook.name} could not be executed: its worker process died ({exc})"
+                _write_record(out_dir, run, "failed", 0.0, message)
+                return message
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _execute_in_worker(run: Run, out_dir: Path, cwd: Path, notices: Path, limits: dict[str, str]) -> str | None:
+    """In a worker process: :func:`_execute` with the run's notices file and thread limits in the environment
+    its kernel inherits (torch and the BLAS libraries read them when they start)."""
+    os.environ[NOTICES_ENV] = str(notices)
+    os.environ.update(limits)
+    return _execute(run, out_dir, cwd, progress=False)
 
 
 def in_progress(run: Run) -> str | None:

@@ -53,6 +53,21 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def owner_alive(owner: str) -> bool:
+    """Whether the process named by an owner tag (``<pid>@<host>``, :func:`skinlib.paths.owner`) may still run:
+    False only when it ran on this host and is gone (a process on another host cannot be checked: True).
+
+    Args:
+        owner: the tag; one without a valid pid counts as gone.
+    """
+    pid, _, host = owner.strip().partition("@")
+    if not pid.isdigit():
+        return False
+    if host and host != _host():
+        return True
+    return int(pid) == os.getpid() or _alive(int(pid))
+
+
 def leftover(path: Path) -> tuple[str, int, str | None] | None:
     """``(kind, pid, host)`` when `path` is a temporary file or folder of some process, else None.
 

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import knobs
+from . import knobs, paths, stale
 from .data.batches import Batches
 from .knobs import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
 from .metrics import binary_metrics, classification_metrics
@@ -208,6 +208,7 @@ def run_identity(model: nn.Module, train: Batches, val: Batches, preprocess_trai
 #: checkpoints kept per checkpoint_dir (one per run identity, the most recently written ones)
 KEEP_CHECKPOINTS = 3
 _INFO = "identity.json"
+_WRITER = "writer"          # ``<pid>@<host>`` of the process training into the folder (:func:`idle_checkpoints`)
 
 
 def _identity_key(identity: dict[str, str]) -> str:
@@ -237,6 +238,7 @@ def _checkpoint_for(root: Path, identity: dict[str, str], config: FitConfig, res
     folder = root / _identity_key(identity)
     path = folder / "last.pt"
     if path.is_file():
+        (folder / _WRITER).write_text(paths.owner())
         if not resume:
             print("resume=False: training from the start (this run's checkpoint is replaced)", file=log, flush=True)
         return path
@@ -249,9 +251,38 @@ def _checkpoint_for(root: Path, identity: dict[str, str], config: FitConfig, res
         changes = _changes(old, identity, config) or ["run changed"]
         print(f"{' and '.join(changes)}: training from the start", file=log, flush=True)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / _WRITER).write_text(paths.owner())                    # before _INFO: see idle_checkpoints
     info = {"identity": identity, "settings": json.loads(json.dumps(asdict(config), default=str))}
     (folder / _INFO).write_text(json.dumps(info, indent=1, sort_keys=True))
     return path
+
+
+def idle_checkpoints(root: Path) -> list[Path]:
+    """The checkpoints under `root` that no live process is training into: run-identity folders whose writer
+    (the process that last opened them in :func:`fit`) is gone, and ``last.pt`` files of the layout before
+    run identities. Deleting them is safe while other trainings write under the same root (a smoke run's
+    checkpoints are deleted after each run while runs execute side by side, ``run_all.py --jobs``).
+
+    Args:
+        root: a checkpoint tree (e.g. ``<workspace>/checkpoints``); missing: nothing is idle.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    idle = []
+    for folder, dirs, files in os.walk(root):
+        base = Path(folder)
+        if _INFO in files:                          # a run-identity folder (its writer is written before _INFO)
+            dirs.clear()
+            try:
+                writer = (base / _WRITER).read_text().strip()
+            except OSError:
+                writer = ""                         # written before writers were recorded: no one writes it now
+            if not writer or not stale.owner_alive(writer):
+                idle.append(base)
+        elif "last.pt" in files and _WRITER not in files:   # the layout before run identities (never written now)
+            idle.append(base / "last.pt")
+    return idle
 
 
 def _adopt_legacy(root: Path) -> None:

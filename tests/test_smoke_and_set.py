@@ -49,6 +49,14 @@ def test_smoke_shrinks_epochs_and_batches_never_the_model(project):  # noqa: F81
     assert runs["01_first"] == {}                                             # no such knobs: untouched
 
 
+def test_smoke_explains_every_model_on_fewer_images():
+    """09's smoke run draws and tests Grad-CAM for every model of the profile, on a few images."""
+    runs = {r.name: r.params for r in smoke(plan(ROOT / "notebooks", ROOT / "params", "full"))}
+    full = {r.name: r.params for r in plan(ROOT / "notebooks", ROOT / "params", "full")}
+    assert runs["09_gradcam"]["per_class"] == 1 and runs["09_gradcam"]["n_faithfulness"] == 2
+    assert runs["09_gradcam"]["max_models"] == full["09_gradcam"]["max_models"] == 6      # never fewer models
+
+
 def test_smoke_subset_keeps_a_few_images_per_class_and_split(monkeypatch, capsys):
     table = pd.DataFrame({"image_id": [f"i{k}" for k in range(60)], "label": [k % 3 for k in range(60)],
                           "split": ["train"] * 40 + ["val"] * 10 + ["test"] * 10})
