@@ -281,7 +281,6 @@ def measure_split_cost(table: pd.DataFrame, features: np.ndarray, make_model: Ca
         folds: number of folds (at least 2).
         seed: seed of the folds.
     """
-
     runs = {}
     for group_by in (DEFAULTS["group_by"], "image"):
         kind = "image" if group_by == "image" else "lesion"
