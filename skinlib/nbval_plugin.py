@@ -1,5 +1,6 @@
 """pytest plugin (registered in pyproject.toml) adapting nbval to how the notebooks are stored.
 
+* nbval's kernels start from :mod:`skinlib.kernels`' zygote, as ``run_all.py``'s do (a second, not ten).
 * nbval compares stdout only, never stderr: warnings and progress bars go to stderr and vary with library
   versions; the checked cells' meaning (counts, split sizes, leakage) is printed to stdout.
 * Checked cells (tag ``nbval-check-output``) hold their reference output without an execution count, as
@@ -33,6 +34,11 @@ def _stdout_only(outputs):
 
 
 if IPyNbCell is not None and not getattr(IPyNbCell, "_skinlib_adapted", False):
+    import nbval.kernel
+
+    from skinlib.kernels import ForkedKernelManager
+
+    nbval.kernel.KernelManager = ForkedKernelManager   # kernels forked from a preloaded process (skinlib.kernels)
     _compare = IPyNbCell.compare_outputs
     _runtest = IPyNbCell.runtest
 

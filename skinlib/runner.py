@@ -40,6 +40,7 @@ import nbformat
 import yaml
 
 from . import knobs, stale
+from .kernels import AsyncForkedKernelManager
 from .paths import NOTICES_ENV, owner, write_atomic
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
@@ -482,7 +483,8 @@ def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
     _write_record(out_dir, run, "running", 0.0, started=started)
     try:
         pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
-                            progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS)
+                            progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
+                            kernel_manager_class=AsyncForkedKernelManager)
     except pm.PapermillExecutionError as exc:
         cell = _failing_cell(output, exc.exec_count)
         message = (f"{run.notebook.name} failed in cell {cell} (execution count {exc.exec_count}): "

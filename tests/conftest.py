@@ -23,6 +23,13 @@ def workspace(tmp_path_factory, monkeypatch) -> Path:
     return ws
 
 
+@pytest.fixture
+def plain_kernels(monkeypatch) -> None:
+    """Kernels started as new processes (tests whose tiny notebooks import nothing heavy: the kernel zygote of
+    skinlib.kernels would only add its own start)."""
+    monkeypatch.setenv("SKINLIB_FORK_KERNELS", "0")
+
+
 def write_jpeg(path: Path, seed: int = 0, size: tuple[int, int] = (40, 30)) -> Path:
     """A small random JPEG (or PNG, by suffix)."""
     path.parent.mkdir(parents=True, exist_ok=True)

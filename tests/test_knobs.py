@@ -11,6 +11,8 @@ from skinlib.knobs import KnobError
 from skinlib.runner import ParameterError, find_notebooks, notebook_parameters, parse_value, plan
 from test_runner import write_notebook
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ("image_size = 64  # side\nlr = 0.001  # learning rate\nratios = [0.75, 0.10, 0.15]  # fractions\n"
           "backbone = 'resnet18'  # model\naugment = 'none'  # augmentation\nmax_epochs = 3  # epochs\n"

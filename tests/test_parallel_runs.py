@@ -39,6 +39,8 @@ assert not fail, 'this run fails'
 LATER = """
 import os
 from pathlib import Path
+
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 here = Path(os.environ['OUT'])
 assert all((here / f'{r}.json').is_file() for r in ('a', 'b', 'c')), 'a run of 01 had not finished'
 (here / 'later.txt').write_text('ok')

@@ -146,6 +146,8 @@ def test_interrupted_executed_notebook_is_removed(tmp_path):
 HOLDER = """
 import sys, time
 from skinlib.stale import RunLock
+
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

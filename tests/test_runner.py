@@ -14,6 +14,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from skinlib.runner import ParameterError, is_done, notebook_parameters, plan, run_all, select
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

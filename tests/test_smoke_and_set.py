@@ -14,6 +14,8 @@ from test_runner import project, write_notebook  # noqa: F401  (fixture)
 from skinlib.experiment import SMOKE_ENV, smoke_subset
 from skinlib.runner import SMOKE_LIMITS, ParameterError, parse_sets, plan, smoke
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import make_teaching  # noqa: E402
 
+from skinlib.kernels import AsyncForkedKernelManager  # noqa: E402
 from skinlib.notebook_format import strip  # noqa: E402
 from skinlib.runner import find_notebooks  # noqa: E402
 
@@ -125,7 +126,8 @@ def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str]:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+        client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                                kernel_manager_class=AsyncForkedKernelManager)
         try:
             client.execute()
         except CellExecutionError as exc:

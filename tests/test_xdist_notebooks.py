@@ -16,6 +16,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from skinlib.nbval_plugin import NOTEBOOK_GROUP, notebook_scope
 from skinlib.runner import THREAD_VARIABLES, cores
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 pytest.importorskip("xdist", reason="the dev extra: pip install -e '.[dev]'")
 
 # each cell appends (notebook, cell, worker, thread limits) to $TRACE: the order the cells ran in, and where

@@ -1,0 +1,78 @@
+"""Kernels forked from the preloaded zygote (skinlib.kernels) behave as kernels started as new processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import nbformat
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+from skinlib import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.enabled(), reason="kernels are forked on Linux only")
+
+PROBE = """
+import json, os, sys
+import numpy as np, torch
+print(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "probe": os.environ.get("SKINLIB_PROBE"),
+                  "threads": torch.get_num_threads(), "torch_rand": torch.rand(3).tolist(),
+                  "np_rand": float(np.random.rand()), "path": sys.path, "argv": sys.argv[1:2],
+                  "tqdm": __import__("tqdm.auto").auto.tqdm.__module__,
+                  "loaded": sorted({m.split(".")[0] for m in sys.modules} & {"matplotlib", "skinlib", "torch"})}))
+"""
+
+
+def _run(cells: list[str], cwd, manager=kernels.AsyncForkedKernelManager, **env) -> list[dict]:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(cwd)}},
+                       kernel_manager_class=manager).execute()
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return [json.loads(o["text"]) for c in nb.cells for o in c.outputs if o.get("name") == "stdout"]
+
+
+def test_a_forked_kernel_is_like_a_new_process(tmp_path):
+    """Same working directory, environment, thread count, sys.path, tqdm flavour and imported modules (the zygote
+    imports none of kernels.NOT_PRELOADED); generators seeded afresh."""
+    setting = {"SKINLIB_PROBE": "yes", "OMP_NUM_THREADS": "1"}
+    first, = _run([PROBE], tmp_path, **setting)
+    second, = _run([PROBE], tmp_path, **setting)
+    new, = _run([PROBE], tmp_path, manager=AsyncKernelManager, **setting)
+    zygote = kernels._zygote.process.pid
+    assert first["ppid"] == second["ppid"] == zygote != new["ppid"] == os.getpid(), "forked from the zygote"
+    assert first["pid"] != second["pid"]
+    for key in ("cwd", "probe", "threads", "path", "argv", "tqdm", "loaded"):
+        assert first[key] == new[key], key
+    assert first["probe"] == "yes" and first["threads"] == 1 and first["cwd"] == str(tmp_path)
+    for key in ("np_rand", "torch_rand"):
+        assert first[key] != second[key], f"{key}: the global generator is seeded afresh, as in a new process"
+
+
+def test_a_kernel_with_another_setting_starts_the_usual_way(tmp_path):
+    _run(["print(1)"], tmp_path)                          # the zygote runs, with this process's environment
+    probe, = _run([PROBE], tmp_path, HF_HOME=str(tmp_path / "hf"))   # read by huggingface_hub at import
+    assert probe["ppid"] == os.getpid()
+
+
+def test_a_kernel_that_dies_is_seen_dead(tmp_path):
+    with pytest.raises(DeadKernelError):
+        _run(["import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], tmp_path)
+
+
+def test_off_switch_and_the_zygote_ends_with_close(tmp_path, monkeypatch):
+    _run(["print(1)"], tmp_path)
+    zygote = kernels._zygote.process
+    kernels.close_zygote()
+    assert zygote.poll() is not None
+    monkeypatch.setenv(kernels.ENABLE_ENV, "0")
+    probe, = _run([PROBE], tmp_path)
+    assert probe["ppid"] == os.getpid() and kernels._zygote is None
