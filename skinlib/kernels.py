@@ -71,7 +71,10 @@ def serve(requests: int, replies: int) -> None:
     cwd) and answer its pid. Ends when the launching process closes the request pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)          # Ctrl-C is for the launcher; it closes the pipe
     for name in PRELOAD:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError:                                # not installed here: the kernel imports it, or not
+            pass
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)         # the kernels are reaped by the system
     inbox, outbox = os.fdopen(requests, "r"), os.fdopen(replies, "w")
     outbox.write(json.dumps({"ready": os.getpid()}) + "\n")
@@ -188,14 +191,21 @@ class _Zygote:
 
 
 _zygote: _Zygote | None = None
+_zygote_failed: str = ""                                 # why the zygote could not start: not tried again
 _zygote_lock = threading.Lock()
 
 
 def _shared_zygote() -> _Zygote:
-    global _zygote
+    global _zygote, _zygote_failed
     with _zygote_lock:
+        if _zygote_failed:
+            raise RuntimeError(_zygote_failed)
         if _zygote is None or _zygote.process.poll() is not None:
-            _zygote = _Zygote()
+            try:
+                _zygote = _Zygote()
+            except Exception as exc:
+                _zygote_failed = f"the kernel zygote did not start ({exc})"
+                raise RuntimeError(_zygote_failed) from exc
             atexit.register(_zygote.close)
         return _zygote
 
@@ -258,8 +268,8 @@ async def _launch(manager, kernel_cmd: list[str], **kw) -> bool:
         return False
     try:
         zygote = _shared_zygote()
-    except Exception as exc:                               # noqa: BLE001 - say why, then the usual way
-        print(f"kernels start the usual way: the kernel zygote did not start ({exc})", file=sys.stderr)
+    except RuntimeError as exc:                            # said once per kernel: the usual way, and why
+        print(f"this kernel starts the usual way: {exc}", file=sys.stderr)
         return False
     differs = zygote.differs(env)
     if differs:

@@ -376,6 +376,8 @@ def fit(
             if scheduler is not None:
                 scheduler.load_state_dict(state["scheduler"])
             best_score, best_epoch, best_state = state["best_score"], state["best_epoch"], state["best_state"]
+            if state.get("best_is_last"):                          # the best epoch is the one saved as "model"
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in state["model"].items()}
             bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
             resumed = state["epoch"]
             notice(f"resumed from the checkpoint after epoch {resumed + 1}", file=log)
@@ -437,7 +439,9 @@ def fit(
         if ckpt_path is not None:
             _atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                          "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
+                          "best_score": best_score, "best_epoch": best_epoch,
+                          # the best weights once only: when this epoch is the best, they are "model"
+                          "best_state": None if best_epoch == epoch else best_state, "best_is_last": best_epoch == epoch,
                           "bad_epochs": bad_epochs, "history": rows, "identity": identity, "stopped": stopped},
                          ckpt_path)
             if epoch == start:

@@ -16,6 +16,8 @@ from skinlib import stale
 from skinlib.runner import THREAD_VARIABLES, cores, is_done, plan, run_all, stages
 from skinlib.train import idle_checkpoints
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each run of 01 writes what its kernel saw; run "a" waits for run "b" to have started, which only a runner
@@ -39,8 +41,6 @@ assert not fail, 'this run fails'
 LATER = """
 import os
 from pathlib import Path
-
-pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 here = Path(os.environ['OUT'])
 assert all((here / f'{r}.json').is_file() for r in ('a', 'b', 'c')), 'a run of 01 had not finished'
 (here / 'later.txt').write_text('ok')

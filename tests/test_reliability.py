@@ -19,6 +19,8 @@ from skinlib.results import RunRecorder, gather
 from skinlib.runner import in_progress, is_done, plan, run_all
 from test_runner import write_notebook
 
+pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -146,8 +148,6 @@ def test_interrupted_executed_notebook_is_removed(tmp_path):
 HOLDER = """
 import sys, time
 from skinlib.stale import RunLock
-
-pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))

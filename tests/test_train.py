@@ -67,6 +67,19 @@ def test_interrupted_and_resumed_equals_uninterrupted(data, tmp_path):
     assert resumed_result.best_epoch == straight_result.best_epoch
 
 
+def test_the_best_weights_are_saved_once(data, tmp_path):
+    """When the last epoch is the best, the checkpoint holds its weights once (as "model"); a resume restores them."""
+    config = FitConfig(max_epochs=1, seed=2)
+    first, _ = run(data, config, checkpoint_dir=tmp_path)
+    ckpt, = tmp_path.rglob("last.pt")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["best_is_last"] and state["best_state"] is None
+    again, result = run(data, config, model=tiny_model(), checkpoint_dir=tmp_path)
+    assert result.resumed_from == 0
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_a_checkpoint_resumes_only_its_own_run(data, tmp_path):
     """Checkpoints are kept per run identity: another setting, augmentation, data or starting weights under the
     same checkpoint folder train from the start, saying in one line what changed; the identical run resumes."""
