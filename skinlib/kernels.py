@@ -258,7 +258,7 @@ class ForkedKernel:
 
 def _is_this_python(argv: list[str]) -> bool:
     return (len(argv) >= 3 and argv[1:3] == ["-m", "ipykernel_launcher"]
-            and os.path.realpath(argv[0]) == os.path.realpath(sys.executable))
+            and os.path.abspath(argv[0]) == os.path.abspath(sys.executable))   # this environment's, not a twin's
 
 
 async def _launch(manager, kernel_cmd: list[str], **kw) -> bool:
