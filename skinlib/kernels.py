@@ -47,8 +47,6 @@ PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.metrics", "torch", "torchv
 #: environment variables a kernel may set differently from the zygote (nothing in PRELOAD reads them at import)
 PER_KERNEL = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "MPLBACKEND",
               "PYTEST_CURRENT_TEST")
-#: what the zygote never imports (read their settings at import, or are edited by the user: tests/test_kernels.py)
-NOT_PRELOADED = ("matplotlib", "skinlib", "ipykernel", "IPython")
 PER_KERNEL_PREFIXES = ("SKINLIB_", "JPY_", "PYDEVD_")
 
 #: imported again in each kernel (they choose their flavour from where they run)
@@ -290,19 +288,19 @@ async def _launch(manager, kernel_cmd: list[str], **kw) -> bool:
     return True
 
 
-class ForkedKernelManager(KernelManager):
+class _FromZygote:
+    """A kernel manager's launch, from the zygote when it can be the same as a new process."""
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        if not await _launch(self, kernel_cmd, **kw):
+            await super()._async_launch_kernel(kernel_cmd, **kw)  # type: ignore[misc]
+
+
+class ForkedKernelManager(_FromZygote, KernelManager):
     """jupyter_client's kernel manager, starting its kernel from the zygote (for nbval)."""
 
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        if not await _launch(self, kernel_cmd, **kw):
-            await super()._async_launch_kernel(kernel_cmd, **kw)
 
-
-class AsyncForkedKernelManager(AsyncKernelManager):
+class AsyncForkedKernelManager(_FromZygote, AsyncKernelManager):
     """jupyter_client's async kernel manager, starting its kernel from the zygote (for papermill and nbclient)."""
 
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
-        if not await _launch(self, kernel_cmd, **kw):
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-
-    _launch_kernel = _async_launch_kernel
+    _launch_kernel = _FromZygote._async_launch_kernel      # AsyncKernelManager binds KernelManager's otherwise

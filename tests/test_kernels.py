@@ -42,7 +42,7 @@ def _run(cells: list[str], cwd, manager=kernels.AsyncForkedKernelManager, **env)
 
 def test_a_forked_kernel_is_like_a_new_process(tmp_path):
     """Same working directory, environment, thread count, sys.path, tqdm flavour and imported modules (the zygote
-    imports none of kernels.NOT_PRELOADED); generators seeded afresh."""
+    imports neither matplotlib nor skinlib); generators seeded afresh."""
     setting = {"SKINLIB_PROBE": "yes", "OMP_NUM_THREADS": "1"}
     first, = _run([PROBE], tmp_path, **setting)
     second, = _run([PROBE], tmp_path, **setting)
