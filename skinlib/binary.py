@@ -277,7 +277,7 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
     from dataclasses import replace
 
     from .data.batches import Batches
-    from .train import fit, predict
+    from .train import fit, predict_splits
 
     def batches(table: pd.DataFrame, train: bool) -> Batches:
         weights = balanced_weights(table[target]) if train and regime == "balanced" else None
@@ -291,8 +291,7 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
     loaders = {"train": batches(train_rows, True), **{s: batches(parts[s], False) for s in ("val", "test")}}
     result = fit(model, loaders["train"], loaders["val"], preprocess[0], preprocess[1], config,
                  checkpoint_dir=checkpoint_dir, resume=resume)
-    proba = {s: predict(model, loaders[s], preprocess[1]) for s in ("val", "test")}
-    return proba, result
+    return predict_splits(model, loaders, preprocess[1], result), result
 
 
 #: Study D's malignant subtypes: class code -> name (the codes name the predictions columns ``p_<code>``).

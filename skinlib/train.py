@@ -88,6 +88,9 @@ class FitResult:
     stopped_early: bool
     resumed_from: int | None = None
     seconds: float = 0.0
+    #: the best epoch's validation probabilities, as :func:`predict` gives them with the restored weights (None
+    #: for a run resumed from a checkpoint written before they were kept)
+    val_proba: np.ndarray | None = None
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -365,6 +368,7 @@ def fit(
     step = torch.compile(model) if config.compile else model
     higher = _higher_is_better(config.monitor)
     best_score, best_epoch, best_state, bad_epochs, rows, start, resumed = -np.inf if higher else np.inf, -1, None, 0, [], 0, None
+    best_proba = None
 
     ckpt_path = None
     if checkpoint_dir is not None:
@@ -376,6 +380,7 @@ def fit(
             if scheduler is not None:
                 scheduler.load_state_dict(state["scheduler"])
             best_score, best_epoch, best_state = state["best_score"], state["best_epoch"], state["best_state"]
+            best_proba = state.get("best_val_proba")
             if state.get("best_is_last"):                          # the best epoch is the one saved as "model"
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in state["model"].items()}
             bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
@@ -419,7 +424,7 @@ def fit(
         score = scores[config.monitor]
         improved = score > best_score if higher else score < best_score
         if improved:
-            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_score, best_epoch, bad_epochs, best_proba = score, epoch, 0, proba
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
@@ -442,7 +447,8 @@ def fit(
                           "best_score": best_score, "best_epoch": best_epoch,
                           # the best weights once only: when this epoch is the best, they are "model"
                           "best_state": None if best_epoch == epoch else best_state, "best_is_last": best_epoch == epoch,
-                          "bad_epochs": bad_epochs, "history": rows, "identity": identity, "stopped": stopped},
+                          "best_val_proba": best_proba, "bad_epochs": bad_epochs, "history": rows,
+                          "identity": identity, "stopped": stopped},
                          ckpt_path)
             if epoch == start:
                 _prune(ckpt_path.parent.parent, keep=KEEP_CHECKPOINTS)
@@ -454,7 +460,26 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)                            # a real copy, not live weights
     history = pd.DataFrame(rows)
-    return FitResult(history, best_epoch + 1, float(best_score), stopped, resumed, time.time() - started)
+    return FitResult(history, best_epoch + 1, float(best_score), stopped, resumed, time.time() - started, best_proba)
+
+
+def predict_splits(model: nn.Module, batches: dict[str, Batches], preprocess: nn.Module, fitted: FitResult | None = None,
+                   splits: tuple[str, ...] = ("val", "test"), *, amp: bool = True) -> dict[str, np.ndarray]:
+    """Probabilities of each split after training: ``{split: predict(model, batches[split], preprocess)}``, except
+    that validation's are taken from `fitted` (:func:`fit` predicted validation with the best epoch's weights, the
+    weights the model now holds), so validation is not predicted twice.
+
+    Args:
+        model: the trained network (holding the best epoch's weights, as :func:`fit` leaves it).
+        batches: batches per split, validation's the ones `fitted` was validated on.
+        preprocess: the evaluation preprocessing.
+        fitted: what :func:`fit` returned for this model; None: every split is predicted.
+        splits: the splits to predict.
+        amp: as for :func:`predict`.
+    """
+    known = {"val": fitted.val_proba} if fitted is not None and fitted.val_proba is not None else {}
+    return {split: known[split] if split in known else predict(model, batches[split], preprocess, amp=amp)
+            for split in splits}
 
 
 def _output_width(model: nn.Module) -> int:

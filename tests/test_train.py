@@ -15,7 +15,7 @@ from skinlib.data.cache import build_cache, channel_stats
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess, augmentation
 from skinlib.models import ResidualCNN
-from skinlib.train import KEEP_CHECKPOINTS, FitConfig, fit, predict
+from skinlib.train import KEEP_CHECKPOINTS, FitConfig, fit, predict, predict_splits
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,30 @@ def test_early_stopping_restores_a_copy_of_the_best_epoch(data):
         assert torch.equal(state[k], snapshots[best][k]), k
     last = snapshots[len(result.history)]
     assert any(not torch.equal(state[k], last[k]) for k in state)   # not the live, last-epoch weights
+
+
+def test_validation_is_predicted_once_with_the_best_weights(data, tmp_path, monkeypatch):
+    """fit keeps the best epoch's validation probabilities: exactly what predicting validation again with the
+    restored weights gives (an early epoch is the best here, not the last), also after a resume; predict_splits
+    takes them and predicts only the other splits."""
+    import skinlib.train
+
+    _, _, _, mean, std = data
+    train, val = batches(data)
+    config = FitConfig(max_epochs=8, lr=5.0, optimizer="sgd", monitor="loss", patience=2, seed=0)
+    model, result = run(data, config, checkpoint_dir=tmp_path)
+    assert result.best_epoch < len(result.history) and result.val_proba is not None
+    again = predict(model, val, Preprocess(mean, std))
+    assert np.array_equal(result.val_proba, again)
+    _, resumed = run(data, config, model=tiny_model(), checkpoint_dir=tmp_path)
+    assert resumed.resumed_from == len(result.history) - 1 and np.array_equal(resumed.val_proba, again)
+
+    predicted = []
+    monkeypatch.setattr(skinlib.train, "predict", lambda m, b, pre, amp=True: predicted.append(b) or predict(m, b, pre))
+    proba = predict_splits(model, {"val": val, "train": train}, Preprocess(mean, std), result, splits=("val", "train"))
+    assert proba["val"] is result.val_proba and predicted == [train]
+    assert np.array_equal(predict_splits(model, {"val": val}, Preprocess(mean, std), splits=("val",))["val"], again)
+    assert predicted == [train, val]
 
 
 def test_training_learns_and_class_weights_come_from_train(data):
