@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from .notebook import notice
 from .data.labels import CLASSES
 from .results import SPLIT_COST, gather, load_run
 
@@ -93,7 +94,8 @@ def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, spli
 
 
 def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = None,
-                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles", SPLIT_COST)) -> pd.DataFrame:
+                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles", SPLIT_COST),
+                  split_name: str | None = None) -> pd.DataFrame:
     """Finished runs whose predictions cover every class of `classes` (no specialists) on every image (no body-site
     subset), with their validation metrics: the candidate ensemble members.
 
@@ -102,6 +104,9 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         experiments: experiments to look in; None: every experiment in the registry but `exclude`.
         classes: the classes a member must predict.
         exclude: experiments never used as members (08's own results, the split-cost measurements).
+        split_name: keep only runs trained on this saved split (their ``split_name`` parameter), saying in one line
+            which runs on other splits are left out (e.g. a profile's run on the image-level split in the same
+            workspace); None: every split.
     """
     from . import paths
 
@@ -111,7 +116,7 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
     frames = []
     for experiment in experiments:
         table = gather(experiment, root=root, split="val",
-                       params=("classes", "localization", "grayscale", "backbone"))
+                       params=("classes", "localization", "grayscale", "backbone", "split_name"))
         if not table.empty:
             frames.append(table)
     columns = ["experiment", "run", "grayscale", "backbone", "balanced_accuracy"]
@@ -125,11 +130,18 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         subset = isinstance(row.get("localization"), str) and bool(row["localization"])
         keep.append(all(f"p_{c}" in head for c in classes) and not subset)
     table = table[keep].reset_index(drop=True)
+    if split_name is not None:
+        other = table["split_name"].notna() & (table["split_name"] != split_name)
+        if other.any():
+            notice(f"{int(other.sum())} run(s) on another split than {split_name!r} left out: " + ", ".join(
+                f"{r.experiment}/{r.run} ({r.split_name})" for r in table[other].itertuples()))
+        table = table[~other].reset_index(drop=True)
     for column in columns:
         if column not in table:
             table[column] = np.nan
     table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
-    return table[columns + [c for c in table.columns if c not in columns and c not in ("classes", "localization")]]
+    hidden = ("classes", "localization", "split_name")
+    return table[columns + [c for c in table.columns if c not in columns and c not in hidden]]
 
 
 def registry_specialists(root: Path | None = None, experiment: str = "transfer",

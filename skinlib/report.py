@@ -107,9 +107,20 @@ def _matches(paper: dict, run: pd.Series) -> bool:
     return bool(want)
 
 
+def split_of(params: dict | None) -> str:
+    """How a run's data was split, in words, from its ``split_name`` (02's names start with how they group):
+    ``lesion-grouped``, ``patient-grouped``, ``image-level (lesions leak)``, another name as it is, or "" (none)."""
+    name = str((params or {}).get("split_name") or "")
+    kind = name.split("-", 1)[0]
+    return {"lesion": "lesion-grouped", "patient": "patient-grouped",
+            "image": "image-level (lesions leak)"}.get(kind, name) if name else ""
+
+
 def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED) -> pd.DataFrame:
     """Each number `study` reported beside our run(s) of the same model and variant, on the same metric, with our
-    balanced accuracy and its 95% interval as the headline. A paper row without a run says "not run"."""
+    balanced accuracy and its 95% interval as the headline. A paper row without a run says "not run". Each run
+    shows its split (:func:`split_of`); a run on the studies' image-level split comes after the grouped ones, since
+    its number is inflated by lesions in both train and test."""
     rows = []
     for paper in (r for r in reported if r["study"] == study):
         metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
@@ -121,8 +132,9 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
         if matched is None or matched.empty:
             rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
             continue
-        for _, run in matched.iterrows():
-            rows.append({**base, "our run": f"{run['experiment']}/{run['run']}",
+        order = matched.apply(lambda r: split_of(r.get("params")).startswith("image-level"), axis=1)
+        for _, run in matched.loc[order.sort_values(kind="stable").index].iterrows():
+            rows.append({**base, "our run": f"{run['experiment']}/{run['run']}", "our split": split_of(run.get("params")) or None,
                          "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
                          **{f"ours {m}": run.get(m, math.nan) for m in ours_cols}})
     table = pd.DataFrame(rows)

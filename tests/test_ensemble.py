@@ -183,6 +183,21 @@ def test_binary_average_and_binary_runs(tmp_path):
     assert runs[["run", "column", "backbone"]].values.tolist() == [["dino-mel", "p_mel", "vit_small_patch16_224.dino"]]
 
 
+def test_registry_runs_of_one_split_name_the_runs_left_out(tmp_path, capsys):
+    y, val = members(n=10)
+    ids = [f"a{i}" for i in range(10)]
+    for run, split in (("lesion", "lesion-75-10-15-seed0"), ("image", "image-75-10-15-seed0"), ("unnamed", None)):
+        rec = RunRecorder("custom_cnn", run, {"split_name": split} if split else {}, root=tmp_path)
+        rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": y, **{f"p_{c}": 1 / 7 for c in CLASSES}}))
+        rec.finish()
+    assert ensemble.registry_runs(tmp_path)["run"].tolist() == ["image", "lesion", "unnamed"]
+    assert "left out" not in capsys.readouterr().out
+    runs = ensemble.registry_runs(tmp_path, split_name="lesion-75-10-15-seed0")
+    assert runs["run"].tolist() == ["lesion", "unnamed"] and "split_name" not in runs
+    assert ("1 run(s) on another split than 'lesion-75-10-15-seed0' left out: custom_cnn/image (image-75-10-15-seed0)"
+            in capsys.readouterr().out)
+
+
 def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
     y, val = members(n=10)
     ids = [f"a{i}" for i in range(10)]

@@ -67,6 +67,19 @@ def test_study_table_puts_runs_beside_the_paper_and_names_missing_ones(registry)
     assert "transfer/resnet50-run" in set(e["our run"])
 
 
+def test_study_table_shows_each_runs_split_and_puts_the_image_level_one_last(tmp_path):
+    y = np.repeat(np.arange(7), 10)
+    record(tmp_path, "custom_cnn", "a-image", y, onehot(y), {"split_name": "image-75-10-15-seed0"})
+    record(tmp_path, "custom_cnn", "b-lesion", y, onehot((y + 1) % 7), {"split_name": "lesion-75-10-15-seed0"})
+    record(tmp_path, "custom_cnn", "c-unnamed", y, onehot(y), {})
+    table = report.study_table("A", report.runs_table(tmp_path))
+    cnn = table[table["model"] == "custom residual CNN"]
+    assert cnn["our run"].tolist() == ["custom_cnn/b-lesion", "custom_cnn/c-unnamed", "custom_cnn/a-image"]
+    assert cnn["our split"].fillna("").tolist() == ["lesion-grouped", "", "image-level (lesions leak)"]
+    assert report.split_of({"split_name": "patient-70-15-15-seed1"}) == "patient-grouped"
+    assert report.split_of({"split_name": "my-split"}) == "my-split" and report.split_of(None) == ""
+
+
 def test_forest_plot_has_a_row_per_run(registry):
     runs = report.runs_table(registry)
     fig = report.forest_plot(runs)
