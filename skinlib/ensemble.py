@@ -145,7 +145,8 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
 
 
 def registry_specialists(root: Path | None = None, experiment: str = "transfer",
-                         wiring: Mapping[str, Sequence[str]] = STUDY_E_SPECIALISTS) -> pd.DataFrame:
+                         wiring: Mapping[str, Sequence[str]] = STUDY_E_SPECIALISTS,
+                         split_name: str | None = None) -> pd.DataFrame:
     """Specialists in the registry for the mix-model: runs of `experiment` trained on exactly the classes of a
     `wiring` entry (05 with ``classes``), with a recorded model; the best on validation per trigger.
 
@@ -153,13 +154,15 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
         root: the registry folder.
         experiment: where specialists are recorded.
         wiring: trigger class -> the specialist's classes (default: study E's three).
+        split_name: only specialists trained on this saved split (one trained on another split may have seen
+            the test images it is asked about); None: any split.
 
     Returns:
         one row per trigger found: trigger, experiment, run, classes (in the run's output order), val balanced accuracy.
     """
     from .results import has_model
 
-    table = gather(experiment, root=root, split="val", params=("classes", "localization"))
+    table = gather(experiment, root=root, split="val", params=("classes", "localization", "split_name"))
     rows = []
     for trigger, wanted in wiring.items():
         best = None
@@ -168,6 +171,8 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
             if not isinstance(classes, list) or set(classes) != set(wanted) or len(classes) != len(wanted):
                 continue
             if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
+                continue
+            if split_name is not None and isinstance(row.get("split_name"), str) and row["split_name"] != split_name:
                 continue
             score = row.get("balanced_accuracy", np.nan)
             if best is None or score > best["val_balanced_accuracy"]:

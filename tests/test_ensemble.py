@@ -217,3 +217,12 @@ def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
         (tmp_path / "transfer" / "specialist" / name).write_text("{}")
     found = ensemble.registry_specialists(tmp_path)
     assert found[["trigger", "run"]].values.tolist() == [["nv", "specialist"]] and found["classes"][0] == ["mel", "nv"]
+    assert len(ensemble.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0")) == 1   # no split recorded
+    rec = RunRecorder("transfer", "specialist", {"classes": ["mel", "nv"], "split_name": "image-75-10-15-seed0"},
+                      root=tmp_path)
+    rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": 0, "p_mel": 0.5, "p_nv": 0.5}))
+    rec.finish()
+    for name in ("model.safetensors", "model.json"):
+        (tmp_path / "transfer" / "specialist" / name).write_text("{}")
+    assert len(ensemble.registry_specialists(tmp_path)) == 1
+    assert ensemble.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0").empty       # another split

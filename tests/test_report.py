@@ -78,6 +78,14 @@ def test_study_table_shows_each_runs_split_and_puts_the_image_level_one_last(tmp
     assert cnn["our split"].fillna("").tolist() == ["lesion-grouped", "", "image-level (lesions leak)"]
     assert report.split_of({"split_name": "patient-70-15-15-seed1"}) == "patient-grouped"
     assert report.split_of({"split_name": "my-split"}) == "my-split" and report.split_of(None) == ""
+    assert report.split_of({"split_name": float("nan")}) == ""
+
+
+def test_best_model_is_never_a_run_on_the_image_level_split(tmp_path):
+    y = np.repeat(np.arange(7), 10)
+    record(tmp_path, "custom_cnn", "leaky", y, onehot(y), {"split_name": "image-75-10-15-seed0"}, val_ba=0.9)
+    record(tmp_path, "custom_cnn", "grouped", y, onehot(y), {"split_name": "lesion-75-10-15-seed0"}, val_ba=0.6)
+    assert report.best_run(report.runs_table(tmp_path))["run"] == "grouped"
 
 
 def test_forest_plot_has_a_row_per_run(registry):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -120,6 +122,22 @@ def test_saved_split_round_trips_and_checks_the_catalog(ham):
         load_split(name, ham.iloc[:-1])
     with pytest.raises(FileNotFoundError, match="Run notebooks/02_splits.ipynb first.*lesion-75-10-15-seed0"):
         load_split("nope", ham)
+
+
+def test_a_split_is_marked_saved_only_once_its_manifest_is_there(ham, tmp_path, monkeypatch):
+    """split.csv marks a split as saved, so it is written last: a second run opening an empty workspace at the same
+    time never finds split.csv without the manifest."""
+    from skinlib import paths
+
+    written, write = [], paths.write_atomic
+
+    def record(path, *args, **kwargs):
+        written.append((Path(path).name, sorted(p.name for p in Path(path).parent.glob("*"))))
+        return write(path, *args, **kwargs)
+
+    monkeypatch.setattr(paths, "write_atomic", record)
+    save_split(ham, make_split(ham, seed=0), "s", seed=0, ratios=(0.75, 0.10, 0.15), group_by="auto", folder=tmp_path / "s")
+    assert written == [("manifest.json", []), ("split.csv", ["manifest.json"])]
 
 
 def test_folds_cover_every_image_once_and_keep_lesions_together(ham):

@@ -190,8 +190,10 @@ def save_split(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
-    paths.write_atomic(folder / "split.csv", split.to_csv(index=False))
+    # the manifest first: split.csv is what marks a split as saved (load_split), so a process that finds it, while
+    # another one is saving the same split (two runs opening an empty workspace at once), finds the manifest too
     paths.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
+    paths.write_atomic(folder / "split.csv", split.to_csv(index=False))
     return folder
 
 
