@@ -16,7 +16,7 @@ from skinlib.data.cache import build_cache
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess
 from skinlib.models import (TINY_BLIP, TINY_CLIP, WeightsError, create_backbone, create_blip, create_clip,
-                            input_size_of, normalization_of, zero_shot)
+                            input_size_of, normalization_of, zero_shot, zero_shot_many)
 from skinlib.models import weights as weights_module
 from skinlib.models.vision_language import prompts
 from skinlib.train import FitConfig, fit
@@ -130,6 +130,28 @@ def test_zero_shot_picks_the_class_the_image_embedding_matches():
     proba = zero_shot(model, [(images[:5], labels[:5]), (images[5:], labels[5:])], nn.Identity(), "ensemble")
     assert proba.shape == (9, 7) and np.allclose(proba.sum(1), 1, atol=1e-5)
     assert (proba.argmax(1) == labels.numpy()).all()
+
+
+def test_zero_shot_many_encodes_each_image_and_prompt_once_and_agrees_with_zero_shot():
+    class ToFloat(nn.Module):
+        def forward(self, x):
+            return x.float() / 255
+
+    model, pre = tiny_clip(), ToFloat()
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (9, 3, 64, 64), dtype=torch.uint8)
+    batches = {"val": [(images[:4], None), (images[4:6], None)], "test": [(images[6:], None)]}
+    encoded = {"images": 0, "texts": 0}
+    image_features, encode_text = model.image_features, model.clip.encode_text
+    model.image_features = lambda x: (encoded.__setitem__("images", encoded["images"] + len(x)), image_features(x))[1]
+    model.clip.encode_text = lambda t: (encoded.__setitem__("texts", encoded["texts"] + len(t)), encode_text(t))[1]
+    many = zero_shot_many(model, batches, pre, ["codes", "ensemble"])
+    assert encoded == {"images": 9, "texts": 7 * (1 + 5)}                    # once each, not once per set and split
+    assert sorted(many) == [("codes", "test"), ("codes", "val"), ("ensemble", "test"), ("ensemble", "val")]
+    for (prompt_set, split), proba in many.items():
+        np.testing.assert_allclose(proba, zero_shot(model, batches[split], pre, prompt_set), atol=1e-6)
+    custom = zero_shot_many(model, {"val": batches["val"]}, pre, {"mine": {"templates": ["{label}"], "names": "codes"}})
+    np.testing.assert_allclose(custom["mine", "val"], many["codes", "val"], atol=1e-6)
 
 
 def test_clip_weights_round_trip_through_a_local_file(tmp_path):

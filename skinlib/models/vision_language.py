@@ -15,7 +15,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -298,16 +298,46 @@ def zero_shot(model: CLIPClassifier, batches, preprocess: nn.Module, prompt_set:
         prompt_set: a name of :data:`PROMPT_SETS` or a mapping of templates and names.
         class_names: class codes in label order; default: the model's.
     """
+    images = _image_embeddings(model, batches, preprocess)
+    return _zero_shot_proba(model, images, model.text_features(prompt_set, class_names), class_names)
+
+
+@torch.no_grad()
+def zero_shot_many(model: CLIPClassifier, batches: Mapping[str, Any], preprocess: nn.Module,
+                   prompt_sets: Sequence[str] | Mapping[str, dict],
+                   class_names: Sequence[str] | None = None) -> dict[tuple[str, str], np.ndarray]:
+    """:func:`zero_shot` for several prompt sets on several splits, encoding each image and each prompt once (not
+    once per set and split): ``{(prompt set, split): probabilities}``, each as :func:`zero_shot` gives it.
+
+    Args:
+        model: a :class:`CLIPClassifier` (its head is not used).
+        batches: batches per split, e.g. ``{"val": ..., "test": ...}``.
+        preprocess: the evaluation preprocessing.
+        prompt_sets: names of :data:`PROMPT_SETS`, or a mapping of names to prompt sets (templates and names).
+        class_names: class codes in label order; default: the model's.
+    """
+    specs = dict(prompt_sets) if isinstance(prompt_sets, Mapping) else {name: name for name in prompt_sets}
+    texts = {name: model.text_features(spec, class_names) for name, spec in specs.items()}
+    out = {}
+    for split, split_batches in batches.items():
+        images = _image_embeddings(model, split_batches, preprocess)
+        for name, text in texts.items():
+            out[name, split] = _zero_shot_proba(model, images, text, class_names)
+    return out
+
+
+def _image_embeddings(model: CLIPClassifier, batches, preprocess: nn.Module) -> torch.Tensor:
+    """L2-normalised projected image embeddings of every image of `batches`, in order: (n, dim)."""
     device = next(model.parameters()).device
     model.eval()
     preprocess.eval().to(device)
-    text = model.text_features(prompt_set, class_names)
-    scale = model.clip.logit_scale.exp().float()
-    out = []
-    for images, _ in batches:
-        image = F.normalize(model.image_features(preprocess(images.to(device))).float(), dim=-1)
-        out.append(torch.softmax(scale * image @ text.T, dim=1))
-    proba = torch.cat(out).cpu().numpy()
+    return torch.cat([F.normalize(model.image_features(preprocess(images.to(device))).float(), dim=-1)
+                      for images, _ in batches])
+
+
+def _zero_shot_proba(model: CLIPClassifier, images: torch.Tensor, text: torch.Tensor,
+                     class_names: Sequence[str] | None) -> np.ndarray:
+    proba = torch.softmax(model.clip.logit_scale.exp().float() * images @ text.T, dim=1).cpu().numpy()
     return proba[:, 1] if proba.shape[1] == 2 and list(class_names or model.class_names) == ["rest", "mel"] else proba
 
 
