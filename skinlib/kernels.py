@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 
@@ -288,8 +289,35 @@ async def _launch(manager, kernel_cmd: list[str], **kw) -> bool:
     return True
 
 
+_ipc_dir: str | None = None
+
+
+def _ipc_prefix() -> str:
+    """A path prefix of this kernel's own for its sockets (``<prefix>-<n>``), in a folder of this process removed
+    when it ends; short, as a socket path may hold about 100 characters."""
+    global _ipc_dir
+    with _zygote_lock:
+        if _ipc_dir is None or not os.path.isdir(_ipc_dir):
+            import shutil
+            import tempfile
+
+            _ipc_dir = tempfile.mkdtemp(prefix="skl-")
+            atexit.register(shutil.rmtree, _ipc_dir, True)
+    return os.path.join(_ipc_dir, uuid.uuid4().hex[:12])
+
+
 class _FromZygote:
-    """A kernel manager's launch, from the zygote when it can be the same as a new process."""
+    """A kernel manager's launch, from the zygote when it can be the same as a new process; on POSIX its kernel
+    talks over Unix sockets of its own (ZeroMQ's ``ipc`` transport) instead of TCP ports. TCP ports are chosen free
+    by jupyter_client and bound by the kernel a moment later, so with many kernels starting at once (make test's
+    workers beside a smoke run) another process could take one in between: "Address already in use", and the kernel
+    dies before it answers. A socket path of the kernel's own cannot be taken."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        if os.name == "posix":
+            self.transport = "ipc"  # type: ignore[attr-defined]
+            self.ip = _ipc_prefix()  # type: ignore[attr-defined]
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
         if not await _launch(self, kernel_cmd, **kw):

@@ -76,3 +76,26 @@ def test_off_switch_and_the_zygote_ends_with_close(tmp_path, monkeypatch):
     monkeypatch.setenv(kernels.ENABLE_ENV, "0")
     probe, = _run([PROBE], tmp_path)
     assert probe["ppid"] == os.getpid() and kernels._zygote is None
+
+
+def test_kernels_talk_over_sockets_of_their_own_not_tcp_ports(tmp_path):
+    """No TCP port is chosen and bound later, which another process could take in between (a kernel that died
+    with "Address already in use" while make test's kernels and a smoke run's started side by side)."""
+    manager = kernels.ForkedKernelManager(kernel_name="python3")
+    other = kernels.ForkedKernelManager(kernel_name="python3")
+    assert manager.transport == other.transport == "ipc" and manager.ip != other.ip
+    manager.start_kernel(cwd=str(tmp_path))
+    try:
+        client = manager.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=60)
+        reply = client.execute_interactive("print(6 * 7)", timeout=60, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok"
+        assert json.loads(open(manager.connection_file).read())["transport"] == "ipc"
+        sockets = sorted(os.path.basename(p) for p in os.listdir(os.path.dirname(manager.ip))
+                         if p.startswith(os.path.basename(manager.ip)))
+        assert len(sockets) == 5                          # shell, iopub, stdin, control, heartbeat
+        client.stop_channels()
+    finally:
+        manager.shutdown_kernel(now=True)
+    assert not [p for p in os.listdir(os.path.dirname(manager.ip)) if p.startswith(os.path.basename(manager.ip))]
