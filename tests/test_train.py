@@ -190,3 +190,28 @@ def test_binary_single_logit_with_positive_weight(data):
     assert "val_auc" in result.history and "val_sensitivity" in result.history
     proba = predict(model, val, Preprocess(mean, std))
     assert proba.shape == (len(parts["val"]),) and ((0 <= proba) & (proba <= 1)).all()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="this CPU has no native bf16")
+def test_cpu_bf16_autocast_only_when_asked(data, monkeypatch):
+    """$SKINLIB_CPU_BF16=1: fit and predict run under bf16 autocast on the CPU, as amp does on a GPU; else fp32."""
+    from skinlib import train as train_module
+
+    dtypes = []
+    model = tiny_model()
+    model.head.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    monkeypatch.delenv(train_module.CPU_BF16_ENV, raising=False)
+    assert not train_module.cpu_bf16()
+    run(data, FitConfig(max_epochs=1, seed=0, device="cpu"), model=model)
+    assert set(dtypes) == {torch.float32}
+    monkeypatch.setenv(train_module.CPU_BF16_ENV, "1")
+    assert train_module.cpu_bf16()
+    dtypes.clear()
+    _, result = run(data, FitConfig(max_epochs=2, lr=3e-3, seed=0, device="cpu"), model=model)
+    assert set(dtypes) == {torch.bfloat16}
+    assert np.isfinite(result.history["train_loss"]).all() and result.val_proba.dtype == np.float32
+    np.testing.assert_allclose(result.val_proba.sum(1), 1, atol=1e-3)
+    dtypes.clear()
+    run(data, FitConfig(max_epochs=1, seed=0, device="cpu", amp=False), model=model)
+    assert set(dtypes) == {torch.float32}                                       # amp off: never
