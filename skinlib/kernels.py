@@ -67,7 +67,7 @@ def _per_kernel(key: str) -> bool:
 
 def serve(requests: int, replies: int) -> None:
     """The zygote's main loop: import :data:`PRELOAD`, then fork one kernel per request line (JSON: argv, env,
-    cwd) and answer its pid. Ends when the launching process closes the request pipe."""
+    cwd) and answer its pid. Ends on an exit request, or when the launching process closes the request pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)          # Ctrl-C is for the launcher; it closes the pipe
     for name in PRELOAD:
         try:
@@ -80,6 +80,8 @@ def serve(requests: int, replies: int) -> None:
     outbox.flush()
     for line in inbox:
         request = json.loads(line)
+        if request.get("exit"):
+            break
         pid = os.fork()
         if pid == 0:
             inbox.close()
@@ -87,6 +89,7 @@ def serve(requests: int, replies: int) -> None:
             _become_kernel(request["argv"], request["env"], request["cwd"])
         outbox.write(json.dumps({"pid": pid}) + "\n")
         outbox.flush()
+    os._exit(0)                                            # nothing to tear down: no interpreter finalisation
 
 
 def _become_kernel(argv: list[str], env: dict[str, str], cwd: str) -> None:
@@ -179,6 +182,12 @@ class _Zygote:
         return sorted(k for k in keys if env.get(k) != self.env.get(k) and not _per_kernel(k))
 
     def close(self) -> None:
+        """Ask the zygote to end, and wait until it has: it is reaped when this returns (killed after 10 s)."""
+        try:
+            self.requests.write(json.dumps({"exit": True}) + "\n")
+            self.requests.flush()
+        except (OSError, ValueError):                     # it ended already, or the pipe is closed
+            pass
         try:
             self.requests.close()
         except OSError:
@@ -187,6 +196,7 @@ class _Zygote:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
 
 
 _zygote: _Zygote | None = None

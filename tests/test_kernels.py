@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 
 import nbformat
 import pytest
@@ -76,6 +78,25 @@ def test_off_switch_and_the_zygote_ends_with_close(tmp_path, monkeypatch):
     monkeypatch.setenv(kernels.ENABLE_ENV, "0")
     probe, = _run([PROBE], tmp_path)
     assert probe["ppid"] == os.getpid() and kernels._zygote is None
+
+
+def test_close_ends_the_zygote_even_while_another_process_holds_its_pipe(tmp_path):
+    """A fork of the launching process keeps the request pipe open, so the zygote never reads end-of-file: close
+    asks it to end, and returns only once it has been reaped."""
+    _run(["print(1)"], tmp_path)
+    zygote = kernels._zygote.process
+    holder = os.fork()
+    if holder == 0:                                       # holds a copy of every descriptor, the pipe's too
+        time.sleep(30)
+        os._exit(0)
+    try:
+        started = time.monotonic()
+        kernels.close_zygote()
+        assert zygote.returncode == 0, "it ended by itself, on the exit request"
+        assert time.monotonic() - started < 9, "not the 10 s timeout and a kill"
+    finally:
+        os.kill(holder, signal.SIGKILL)
+        os.waitpid(holder, 0)
 
 
 def test_kernels_talk_over_sockets_of_their_own_not_tcp_ports(tmp_path):
