@@ -90,10 +90,8 @@ def test_close_ends_the_zygote_even_while_another_process_holds_its_pipe(tmp_pat
         time.sleep(30)
         os._exit(0)
     try:
-        started = time.monotonic()
         kernels.close_zygote()
-        assert zygote.returncode == 0, "it ended by itself, on the exit request"
-        assert time.monotonic() - started < 9, "not the 10 s timeout and a kill"
+        assert zygote.returncode == 0, "it ended by itself, on the exit request (not killed after the timeout)"
     finally:
         os.kill(holder, signal.SIGKILL)
         os.waitpid(holder, 0)
