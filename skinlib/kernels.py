@@ -183,11 +183,15 @@ class _Zygote:
 
     def close(self) -> None:
         """Ask the zygote to end, and wait until it has: it is reaped when this returns (killed after 10 s)."""
+        locked = self.lock.acquire(timeout=5)             # not in the middle of another thread's request
         try:
             self.requests.write(json.dumps({"exit": True}) + "\n")
             self.requests.flush()
         except (OSError, ValueError):                     # it ended already, or the pipe is closed
             pass
+        finally:
+            if locked:
+                self.lock.release()
         try:
             self.requests.close()
         except OSError:
