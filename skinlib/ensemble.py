@@ -170,9 +170,9 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
             classes = row.get("classes")
             if not isinstance(classes, list) or set(classes) != set(wanted) or len(classes) != len(wanted):
                 continue
-            if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
-                continue
             if split_name is not None and isinstance(row.get("split_name"), str) and row["split_name"] != split_name:
+                continue
+            if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
                 continue
             score = row.get("balanced_accuracy", np.nan)
             if best is None or score > best["val_balanced_accuracy"]:

@@ -8,6 +8,7 @@ straight through (bit for bit on CPU).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -149,8 +150,12 @@ CPU_BF16_ENV = "SKINLIB_CPU_BF16"
 
 def cpu_bf16() -> bool:
     """Whether `amp` autocasts on this CPU: ``$SKINLIB_CPU_BF16`` is 1 and the CPU computes bf16 natively."""
-    if os.environ.get(CPU_BF16_ENV, "").strip() != "1":
-        return False
+    return os.environ.get(CPU_BF16_ENV, "").strip() == "1" and _native_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def _native_bf16() -> bool:
+    """The CPU computes bf16 natively (asked once: `cpu_bf16` is called at every training step)."""
     try:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
