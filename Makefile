@@ -26,18 +26,21 @@ env: $(STAMP)                                    ## create or refresh the virtua
 study: $(STAMP)                                  ## run every notebook (DATA=path for real data, ARGS=... for run_all.py)
 	$(BIN)/python run_all.py $(if $(DATA),--data "$(DATA)") $(ARGS)
 
+# the tests start a few dozen kernels: forked from a preloaded process (skinlib/run/forked_kernels.py), ~2 s instead of ~10
+FORK_KERNELS ?= 1
+
 test: $(STAMP)                                   ## unit tests and notebook checks (nbval), on TEST_JOBS workers
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(ARGS)
+	SKINLIB_FORK_KERNELS=$(FORK_KERNELS) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(ARGS)
 
 lab: $(STAMP)                                    ## open the notebooks in JupyterLab (outputs stay out of git)
 	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  $(BIN)/python -m nbstripout --install && \
-	  git config filter.nbstripout.extrakeys "$$($(BIN)/python -c 'from skinlib.notebook_format import STRIP_KEYS; print(" ".join(STRIP_KEYS))')" && \
+	  git config filter.nbstripout.extrakeys "$$($(BIN)/python -c 'from skinlib.run.notebook_format import STRIP_KEYS; print(" ".join(STRIP_KEYS))')" && \
 	  echo "git filter nbstripout installed: notebook outputs (except nbval's reference outputs) stay out of commits"; \
 	fi
 	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
-	  --ContentsManager.pre_save_hook=skinlib.notebook_format.strip_on_save notebooks/
+	  --ContentsManager.pre_save_hook=skinlib.run.notebook_format.strip_on_save notebooks/
 
 teaching: $(STAMP)                               ## students' copies and the nbgrader course in teaching/ (from notebooks/)
 	$(BIN)/python tools/make_teaching.py

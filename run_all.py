@@ -11,7 +11,8 @@
 
 Every parameter file is checked against its notebook's parameters cell before anything runs.
 Executed notebooks go to <workspace>/outputs/<profile>/, never over the sources. Runs already done
-with identical parameters and notebook source are skipped. A failure names the notebook and cell
+are skipped: same notebook, parameters, data and skinlib code, and nothing they read (registry runs, the split,
+the dataset) changed since; --list says why a run is pending. A failure names the notebook and cell
 and exits 1; the results of earlier runs stay.
 """
 
@@ -27,9 +28,10 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
-from skinlib.experiment import SMOKE_ENV  # noqa: E402
-from skinlib.runner import (SMOKE_LIMITS, ParameterError, Run, in_progress, is_done, parse_sets, plan, run_all,  # noqa: E402
-                            select, smoke)
+from skinlib.inputs import SMOKE_ENV  # noqa: E402
+from skinlib.run.plan import ParameterError, Run, SMOKE_LIMITS, parse_sets, plan, select, smoke  # noqa: E402
+from skinlib.run.execute import why_pending  # noqa: E402
+from skinlib.run.schedule import in_progress, run_all  # noqa: E402
 
 SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
 REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = paths.outputs_dir() / args.profile
     if args.list:
         for run in runs:
-            status = in_progress(run) or ("done" if is_done(out_dir, run) else "pending")
+            why = why_pending(out_dir, run)
+            status = in_progress(run) or ("done" if why is None else f"pending: {why}")
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0
@@ -106,7 +109,7 @@ def drop_checkpoints(run: Run) -> None:
     """After each smoke run: delete the smoke workspace's checkpoints, except those of runs still training beside
     it (``--jobs``). A smoke run is never resumed, and a full profile's checkpoints (VGG19, BLIP, ...) would
     otherwise pile up to tens of GB over one smoke run."""
-    from skinlib.train import idle_checkpoints          # here: torch is imported only by smoke runs
+    from skinlib.checkpoints import idle_checkpoints          # here: torch is imported only by smoke runs
 
     for path in idle_checkpoints(paths.checkpoints_dir()):
         if path.is_dir():

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Kernel start-up: a notebook whose only cell is a model notebook's imports, executed in a kernel started as a new
-process (jupyter_client's own manager) and in one forked from skinlib's preloaded zygote (skinlib.kernels).
+process (jupyter_client's own manager) and in one forked from skinlib's preloaded zygote (skinlib.run.forked_kernels).
 
     python benchmarks/kernel_start.py             # 5 alternating rounds of each
     python benchmarks/kernel_start.py --rounds 9
@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skinlib import kernels  # noqa: E402
+from skinlib.run import forked_kernels  # noqa: E402
 
 IMPORTS = ROOT / "notebooks" / "05_transfer_learning.ipynb"
 
@@ -49,16 +49,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if not kernels.enabled():
+    if not forked_kernels.enabled():
         sys.exit("kernels are forked on Linux only (and not with SKINLIB_FORK_KERNELS=0)")
     source = imports_cell()
     started = time.perf_counter()
-    execute("pass", kernels.AsyncForkedKernelManager)
+    execute("pass", forked_kernels.AsyncForkedKernelManager)
     print(f"zygote start (once per launching process) and a first kernel: {time.perf_counter() - started:.1f} s")
     new, forked = [], []
     for _ in range(args.rounds):
         new.append(execute(source, AsyncKernelManager))
-        forked.append(execute(source, kernels.AsyncForkedKernelManager))
+        forked.append(execute(source, forked_kernels.AsyncForkedKernelManager))
     a, b = statistics.median(new), statistics.median(forked)
     print(f"new process: median {a:.2f} s  (rounds: {', '.join(f'{t:.1f}' for t in new)})")
     print(f"forked:      median {b:.2f} s  (rounds: {', '.join(f'{t:.1f}' for t in forked)})")

@@ -2,12 +2,14 @@
 
 A task names its positive class and how the 0 / 1 ``target`` column is made from the catalog. Its split
 is stratified on that target and grouped by lesion and patient, saved like 02's splits (``splits/<name>/``)
-so reruns and later notebooks train and test on the same images.
+so reruns and later notebooks train and test on the same images. Study D's multiclass task among the malignant
+subtypes is :mod:`skinlib.subtypes`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -180,13 +182,13 @@ def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0, ta
 
 def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, freeze_fraction: float = 0.0,
                   image_size: int | None = None, num_classes: int = 1) -> tuple[str, dict]:
-    """The registry factory (:data:`skinlib.models.FACTORIES`) and its plain keyword arguments for a network of
+    """The registry factory (:data:`skinlib.models.factories.FACTORIES`) and its plain keyword arguments for a network of
     `kind`; :func:`make_model` builds from them and the run records them, so the model can be rebuilt.
 
     Args:
         kind, n_features, backbone, freeze_fraction, image_size, num_classes: as for :func:`make_model`.
     """
-    from .models.fusion import is_clip
+    from .models.factories import is_clip
 
     sized = backbone.startswith("vit") or "dino" in backbone or is_clip(backbone)
     image = dict(freeze_fraction=freeze_fraction, image_size=image_size if sized else None)
@@ -220,14 +222,14 @@ def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretr
     """
     import torch
 
-    from .models import FACTORIES
+    from .models.spec import factory as registered
 
     torch.manual_seed(seed)
     factory, kwargs = model_factory(kind, n_features, backbone, freeze_fraction=freeze_fraction, image_size=image_size,
                                     num_classes=num_classes)
     if kind != "mlp":
         kwargs.update(pretrained=pretrained, weights_dir=weights_dir)
-    return FACTORIES[factory](**kwargs)
+    return registered(factory)(**kwargs)
 
 
 def normalization(model, kind: str, backbone: str, pretrained: bool, cache, train_ids) -> tuple:
@@ -245,7 +247,7 @@ def normalization(model, kind: str, backbone: str, pretrained: bool, cache, trai
     """
     from .data.cache import channel_stats
     from .models import normalization_of
-    from .models.fusion import is_clip
+    from .models.factories import is_clip
 
     if kind != "mlp" and (pretrained or is_clip(backbone)):
         own = normalization_of(model)
@@ -276,87 +278,107 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
     """
     from dataclasses import replace
 
-    from .data.batches import Batches
+    from .inputs import split_batches
     from .train import fit, predict_splits
-
-    def batches(table: pd.DataFrame, train: bool) -> Batches:
-        weights = balanced_weights(table[target]) if train and regime == "balanced" else None
-        labels = table[target].to_numpy(np.float32 if target == TARGET else np.int64)
-        return Batches(cache, table["image_id"], labels, batch_size, shuffle=train,
-                       weights=weights, seed=seed, drop_last=train and len(table) > batch_size, device=device,
-                       features=None if features is None else features.transform(table))
 
     if regime != "natural":
         config = replace(config, pos_weight=None)
-    loaders = {"train": batches(train_rows, True), **{s: batches(parts[s], False) for s in ("val", "test")}}
+    loaders = split_batches(cache, {"train": train_rows, "val": parts["val"], "test": parts["test"]}, batch_size,
+                            seed=seed, device=device, target=target,
+                            dtype=np.float32 if target == TARGET else np.int64,
+                            train_weights=balanced_weights(train_rows[target]) if regime == "balanced" else None,
+                            features=None if features is None else features.transform)
     result = fit(model, loaders["train"], loaders["val"], preprocess[0], preprocess[1], config,
                  checkpoint_dir=checkpoint_dir, resume=resume)
     return predict_splits(model, loaders, preprocess[1], result), result
 
 
-#: Study D's malignant subtypes: class code -> name (the codes name the predictions columns ``p_<code>``).
-SUBTYPES: dict[str, str] = {"bcc": "basal cell carcinoma", "mel": "melanoma", "metastasis": "melanoma metastasis",
-                            "scc": "squamous cell carcinoma"}
+@dataclass(frozen=True)
+class ImageBranch:
+    """The image branch of 07's networks, as its parameters set it (see :func:`make_model`)."""
+
+    backbone: str = "small_cnn"
+    pretrained: bool = False
+    weights_dir: str | None = None
+    freeze_fraction: float = 0.0
+    image_size: int | None = None
+    augment: str = "none"                 #: the train split's augmentation (:func:`skinlib.data.transforms.augmentation`)
+    resample: str = "bilinear"            #: how the image cache was resized (recorded in the model's spec)
 
 
-def malignant_subtypes(table: pd.DataFrame) -> pd.Series:
-    """Study D's malignant subtype of each malignant image from its archive ``diagnosis`` (empty for benign or
-    unrecognised): basal cell carcinoma, melanoma, melanoma metastasis, squamous cell carcinoma.
+@dataclass
+class FittedRun:
+    """One model of :func:`fit_models`, trained on one regime and evaluated, ready to record."""
 
-    ``diagnosis`` is the export's most specific diagnosis column (``diagnosis_5`` ... ``diagnosis_2``, or a legacy
-    ``diagnosis``; see :func:`skinlib.data.layouts.read_isic_archive`). A text naming a metastasis is ``melanoma
-    metastasis``; other melanomas (invasive, in situ, ...) ``melanoma``; ``basal cell`` and ``squamous cell``
-    carcinomas (in situ or invasive) their own; any other malignant diagnosis stays empty (left out).
+    name: str                             #: its registry run name (:func:`run_name`)
+    kind: str                             #: logreg, mlp, image or fusion
+    regime: str                           #: natural, balanced or undersampled
+    evaluation: Any                       #: :class:`skinlib.evaluation.Evaluation` (thresholds from validation)
+    history: pd.DataFrame | None = None   #: per-epoch history of a network (None: the logistic regression)
+    best_epoch: int | None = None         #: the epoch kept (networks)
+    saved: dict[str, Any] = field(default_factory=dict)   #: ``model`` and ``spec`` of a network, for the registry
+
+
+def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: dict[str, pd.DataFrame], features,
+               cache, branch: ImageBranch, config, *, batch_size: int, seed: int = 0, device="cpu",
+               resume: bool = True, run_name_prefix: str | None = None, min_sensitivity: float = 0.90,
+               n_boot: int = 300) -> Iterator[FittedRun]:
+    """07's study: every model kind trained on every regime, in that order (kinds outer), each evaluated on the
+    task (thresholds chosen on validation); yields each run as it is done, so that it is recorded before the next
+    one trains. A network prints its run name, then fit's progress; it checkpoints into
+    ``<workspace>/checkpoints/binary/<run name>``.
+
+    Args:
+        task: ``melanoma`` or ``isic_archive``.
+        kinds: model kinds of :data:`MODELS` (``logreg``: scikit-learn on the metadata; the others networks).
+        regimes: training regimes of :data:`REGIMES`.
+        parts: train / val / test tables with the ``target`` column.
+        features: the :class:`skinlib.metadata.MetadataFeatures` fitted on the train split (its columns also feed
+            the logistic regression).
+        cache: the image cache of every image of `parts`.
+        branch: the networks' image branch.
+        config: :class:`skinlib.train.FitConfig` (monitor ``auc``; its ``pos_weight`` for the natural regime).
+        batch_size, seed, device, resume: as for :func:`fit_network`.
+        run_name_prefix: prefix of the run names (07's ``run_name``; None: made from task, kind, backbone, regime).
+        min_sensitivity, n_boot: as for :func:`skinlib.evaluation.evaluate_binary`.
     """
-    if "diagnosis" not in table:
-        return pd.Series("", index=table.index)
-    text = table["diagnosis"].fillna("").str.lower()
-    out = np.select([text.str.contains("metasta"), text.str.contains("melanoma"), text.str.contains("basal cell"),
-                     text.str.contains("squamous cell")],
-                    ["melanoma metastasis", "melanoma", "basal cell carcinoma", "squamous cell carcinoma"], "")
-    return pd.Series(np.where(table.get(TARGET, table.get("malignant", 1)) == 1, out, ""), index=table.index)
+    from . import metadata
+    from .data.transforms import Preprocess, augmentation
+    from .evaluation import evaluate_binary
+    from .models import ModelSpec
 
-
-class SubtypesUnavailable(ValueError):
-    """Study D's multiclass task cannot be made from this data (the message says why, in one line)."""
-
-
-def subtype_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Study D's multiclass task: the malignant rows of a split table (``split`` and ``target`` columns) whose
-    subtype is known, each keeping its split (the binary split restricted: no image changes split, so the split
-    stays grouped by lesion and patient), with ``subtype`` (a code of :data:`SUBTYPES`) and ``label`` (its index
-    among the classes). The classes are the subtypes with train images; val and test images of another subtype
-    are left out (a model cannot predict a class it never saw). ``attrs["classes"]`` lists the class codes,
-    ``attrs["left_out"]`` counts the malignant images left out and why.
-
-    Raises:
-        SubtypesUnavailable: when the export has no diagnosis column more specific than benign / malignant, or
-            fewer than 2 subtypes have train images.
-    """
-    names = malignant_subtypes(table)
-    code_of = {name: code for code, name in SUBTYPES.items()}
-    malignant = table[TARGET] == 1
-    if "diagnosis" not in table or not (table.loc[malignant, "diagnosis"].fillna("") != "").any():
-        raise SubtypesUnavailable(
-            "the export has no diagnosis column more specific than benign / malignant (diagnosis_2 ... diagnosis_5 in "
-            "metadata.csv), so the malignant subtypes are unknown")
-    known = malignant & (names != "")
-    train_counts = names[known & (table["split"] == "train")].value_counts()
-    classes = [code for code, name in SUBTYPES.items() if train_counts.get(name, 0) > 0]
-    if len(classes) < 2:
-        raise SubtypesUnavailable(
-            f"{len(classes)} malignant subtype(s) with train images ({', '.join(SUBTYPES[c] for c in classes) or 'none'}); "
-            "a classifier among the subtypes needs at least 2")
-    subtype = names.map(code_of)
-    keep = known & subtype.isin(classes)
-    out = table[keep].copy()
-    out["subtype"] = subtype[keep]
-    out["label"] = out["subtype"].map({c: i for i, c in enumerate(classes)}).astype(int)
-    out = out.reset_index(drop=True)
-    out.attrs = dict(table.attrs, classes=classes,
-                     left_out={"another malignant diagnosis": int((malignant & (names == "")).sum()),
-                               "a subtype without train images": int((known & ~keep).sum())})
-    return out
+    spec = task_of(task)
+    n_features = len(features.names)
+    for kind in kinds:
+        for regime in regimes:
+            name = run_name(run_name_prefix, task, kind, regime, branch.backbone)
+            rows = training_rows(parts, regime, seed)
+            fitted = FittedRun(name, kind, regime, None)
+            if kind == "logreg":
+                model = metadata.logistic_regression(features.numeric, features.categorical,
+                                                     balanced=regime == "balanced", seed=seed)
+                proba = metadata.fit_predict(model, parts, features.numeric, features.categorical, train=rows)
+            else:
+                model = make_model(kind, n_features, branch.backbone, pretrained=branch.pretrained,
+                                   weights_dir=branch.weights_dir, freeze_fraction=branch.freeze_fraction,
+                                   image_size=branch.image_size, seed=seed)
+                mean, std = normalization(model, kind, branch.backbone, branch.pretrained, cache,
+                                          parts["train"]["image_id"])
+                preprocess = (Preprocess(mean, std, augmentation(branch.augment)), Preprocess(mean, std))
+                print(f"{name}:")
+                proba, result = fit_network(
+                    model, parts, rows, cache, features if kind != "image" else None, regime, preprocess, config,
+                    batch_size=batch_size, seed=seed, device=device, resume=resume,
+                    checkpoint_dir=paths.workspace() / "checkpoints" / "binary" / name)
+                fitted.history, fitted.best_epoch = result.history, result.best_epoch
+                factory, kwargs = model_factory(kind, n_features, branch.backbone,
+                                                freeze_fraction=branch.freeze_fraction, image_size=branch.image_size)
+                fitted.saved = dict(model=model, spec=ModelSpec(factory, kwargs, mean, std, branch.image_size,
+                                                                classes=[spec.negative, spec.positive],
+                                                                resample=branch.resample))
+            fitted.evaluation = evaluate_binary(parts, proba, spec.positive, negative=spec.negative,
+                                                min_sensitivity=min_sensitivity, n_boot=n_boot, seed=seed)
+            yield fitted
 
 
 def open_task_catalog(task: str, data_dir=None, layout: str | None = None, *, seed: int = 0,

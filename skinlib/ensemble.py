@@ -1,189 +1,29 @@
-"""Ensembles of registry runs: averaging, voting, validation-fitted weights, member selection, study E's mix-model.
+"""Ensembles: averaging, voting, validation-fitted weights, member selection, study E's mix-model.
 
-Everything here works on recorded per-image probabilities (``predictions.csv`` of each run), aligned by image
-id. Choices (members, weights) are made from validation rows only; test rows are only ever scored.
+Everything here works on per-image probabilities aligned by image id (registry runs' recorded ones:
+:mod:`skinlib.members`). Choices (members, weights) are made from validation rows only; test rows are only ever
+scored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import metrics
-from .notebook import notice
 from .data.labels import CLASSES
-from .results import SPLIT_COST, gather, load_run
 
 #: Study E's mix-model: when the general model predicts the key, the specialist for these classes is consulted.
 STUDY_E_SPECIALISTS: dict[str, tuple[str, str]] = {"nv": ("mel", "nv"), "bcc": ("akiec", "bcc"), "bkl": ("mel", "bkl")}
 
 
 def _balanced_accuracy(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean recall over the classes present in `y` (scikit-learn's balanced accuracy), from the argmax."""
-    return label_metrics(y, np.asarray(proba).argmax(1))["balanced_accuracy"]
+    """Balanced accuracy of the argmax (:func:`skinlib.metrics.balanced_accuracy`)."""
+    return metrics.balanced_accuracy(y, np.asarray(proba).argmax(1))
 
-
-@dataclass
-class Members:
-    """Recorded probabilities of several runs on the same images, per split.
-
-    Attributes:
-        names: member names (``experiment/run``).
-        image_ids, labels: per split, in one shared order (sorted by image id).
-        proba: per split, member name -> (n, k) probabilities in that order.
-        classes: class codes of the probability columns.
-    """
-
-    names: list[str]
-    image_ids: dict[str, np.ndarray]
-    labels: dict[str, np.ndarray]
-    proba: dict[str, dict[str, np.ndarray]]
-    classes: list[str] = field(default_factory=lambda: list(CLASSES))
-
-    def subset(self, names: Sequence[str]) -> "Members":
-        """Only the members `names` (in that order)."""
-        return Members(list(names), self.image_ids, self.labels,
-                       {s: {n: p[n] for n in names} for s, p in self.proba.items()}, self.classes)
-
-    def stack(self, split: str, names: Sequence[str] | None = None) -> list[np.ndarray]:
-        """The members' probabilities on `split`, in `names` order (default: all)."""
-        return [self.proba[split][n] for n in (names or self.names)]
-
-
-def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, splits: Sequence[str] = ("val", "test"),
-                 classes: Sequence[str] = CLASSES) -> Members:
-    """The recorded predictions of `runs`, aligned by image id.
-
-    Args:
-        runs: ``(experiment, run)`` pairs from the registry.
-        root: the registry folder (default: the workspace's ``results/``).
-        splits: splits to read.
-        classes: the probability columns every member must have (``p_<class>``).
-
-    Raises:
-        ValueError: a run without these columns, or runs that predicted different images (names both runs).
-    """
-    if not runs:
-        raise ValueError("no runs given: an ensemble needs at least one registry run")
-    columns = [f"p_{c}" for c in classes]
-    image_ids, labels, proba = {}, {}, {s: {} for s in splits}
-    names = []
-    for experiment, run in runs:
-        name = f"{experiment}/{run}"
-        table = load_run(experiment, run, root).predictions
-        missing = [c for c in columns if c not in table]
-        if missing:
-            raise ValueError(f"run {name}: predictions.csv lacks {missing}; members must predict all of {list(classes)}")
-        for split in splits:
-            part = table[table["split"] == split].sort_values("image_id")
-            ids = part["image_id"].to_numpy()
-            if split not in image_ids:
-                image_ids[split], labels[split] = ids, part["label"].to_numpy().astype(int)
-                first = name
-            elif len(ids) != len(image_ids[split]) or (ids != image_ids[split]).any():
-                extra = sorted(set(ids) ^ set(image_ids[split]))[:5]
-                raise ValueError(f"runs {first} and {name} predicted different {split} images (e.g. {extra}); "
-                                 "ensemble runs of the same split and data only")
-            proba[split][name] = part[columns].to_numpy(float)
-        names.append(name)
-    return Members(names, image_ids, labels, proba, list(classes))
-
-
-def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = None,
-                  classes: Sequence[str] = CLASSES, exclude: Sequence[str] = ("ensembles", SPLIT_COST),
-                  split_name: str | None = None) -> pd.DataFrame:
-    """Finished runs whose predictions cover every class of `classes` (no specialists) on every image (no body-site
-    subset), with their validation metrics: the candidate ensemble members.
-
-    Args:
-        root: the registry folder.
-        experiments: experiments to look in; None: every experiment in the registry but `exclude`.
-        classes: the classes a member must predict.
-        exclude: experiments never used as members (08's own results, the split-cost measurements).
-        split_name: keep only runs trained on this saved split (their ``split_name`` parameter), saying in one line
-            which runs on other splits are left out (e.g. a profile's run on the image-level split in the same
-            workspace); None: every split.
-    """
-    from . import paths
-
-    base = Path(root) if root else paths.results_dir()
-    if experiments is None:
-        experiments = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in exclude) if base.is_dir() else []
-    frames = []
-    for experiment in experiments:
-        table = gather(experiment, root=root, split="val",
-                       params=("classes", "localization", "grayscale", "backbone", "split_name"))
-        if not table.empty:
-            frames.append(table)
-    columns = ["experiment", "run", "grayscale", "backbone", "balanced_accuracy"]
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    table = pd.concat(frames, ignore_index=True)
-    keep = []
-    for _, row in table.iterrows():
-        file = load_run(row["experiment"], row["run"], root).folder / "predictions.csv"
-        head = pd.read_csv(file, nrows=0) if file.is_file() else pd.DataFrame()
-        subset = isinstance(row.get("localization"), str) and bool(row["localization"])
-        keep.append(all(f"p_{c}" in head for c in classes) and not subset)
-    table = table[keep].reset_index(drop=True)
-    if split_name is not None:
-        other = table["split_name"].notna() & (table["split_name"] != split_name)
-        if other.any():
-            notice(f"{int(other.sum())} run(s) on another split than {split_name!r} left out: " + ", ".join(
-                f"{r.experiment}/{r.run} ({r.split_name})" for r in table[other].itertuples()))
-        table = table[~other].reset_index(drop=True)
-    for column in columns:
-        if column not in table:
-            table[column] = np.nan
-    table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
-    hidden = ("classes", "localization", "split_name")
-    return table[columns + [c for c in table.columns if c not in columns and c not in hidden]]
-
-
-def registry_specialists(root: Path | None = None, experiment: str = "transfer",
-                         wiring: Mapping[str, Sequence[str]] = STUDY_E_SPECIALISTS,
-                         split_name: str | None = None) -> pd.DataFrame:
-    """Specialists in the registry for the mix-model: runs of `experiment` trained on exactly the classes of a
-    `wiring` entry (05 with ``classes``), with a recorded model; the best on validation per trigger.
-
-    Args:
-        root: the registry folder.
-        experiment: where specialists are recorded.
-        wiring: trigger class -> the specialist's classes (default: study E's three).
-        split_name: only specialists trained on this saved split (one trained on another split may have seen
-            the test images it is asked about); None: any split.
-
-    Returns:
-        one row per trigger found: trigger, experiment, run, classes (in the run's output order), val balanced accuracy.
-    """
-    from .results import has_model
-
-    table = gather(experiment, root=root, split="val", params=("classes", "localization", "split_name"))
-    rows = []
-    for trigger, wanted in wiring.items():
-        best = None
-        for _, row in table.iterrows() if not table.empty else []:
-            classes = row.get("classes")
-            if not isinstance(classes, list) or set(classes) != set(wanted) or len(classes) != len(wanted):
-                continue
-            if split_name is not None and isinstance(row.get("split_name"), str) and row["split_name"] != split_name:
-                continue
-            if (isinstance(row.get("localization"), str) and row["localization"]) or not has_model(experiment, row["run"], root):
-                continue
-            score = row.get("balanced_accuracy", np.nan)
-            if best is None or score > best["val_balanced_accuracy"]:
-                best = {"trigger": trigger, "experiment": experiment, "run": row["run"], "classes": list(classes),
-                        "val_balanced_accuracy": score}
-        if best is not None:
-            rows.append(best)
-    return pd.DataFrame(rows, columns=["trigger", "experiment", "run", "classes", "val_balanced_accuracy"])
-
-
-# --- combination rules --------------------------------------------------------------------------------------
 
 def soft_average(probas: Sequence[np.ndarray], weights: Sequence[float] | None = None) -> np.ndarray:
     """Weighted mean of the members' probabilities (equal weights by default); rows still sum to one.
@@ -285,51 +125,19 @@ def greedy_forward(val: Mapping[str, np.ndarray], y_val: Sequence[int], max_memb
 
 # --- evaluation ---------------------------------------------------------------------------------------------
 
-def label_metrics(y: Sequence[int], pred: Sequence[int]) -> dict[str, float]:
-    """Balanced accuracy, accuracy and macro precision / recall / F1 from predicted labels, over the classes present
-    in `y` (as :func:`skinlib.metrics.classification_metrics` computes them), with one confusion count: fast enough
-    for thousands of bootstrap resamples.
-
-    Args:
-        y: true labels.
-        pred: predicted labels.
-    """
-    y, pred = np.asarray(y, int), np.asarray(pred, int)
-    k = int(max(y.max(initial=0), pred.max(initial=0))) + 1
-    counts = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-    present = np.flatnonzero(counts.sum(1))
-    tp = np.diag(counts)[present].astype(float)
-    support, predicted = counts.sum(1)[present], counts.sum(0)[present]
-    recall = tp / support
-    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros_like(tp), where=(support + predicted) > 0)
-    return {"balanced_accuracy": float(recall.mean()), "accuracy": float(tp.sum() / len(y)),
-            "precision_macro": float(precision.mean()), "recall_macro": float(recall.mean()), "f1_macro": float(f1.mean())}
-
-
-_LABEL_KEYS = ("balanced_accuracy", "accuracy", "f1_macro", "precision_macro", "recall_macro")
-
-
 def evaluate(parts: Mapping[str, pd.DataFrame], proba: Mapping[str, np.ndarray], n_boot: int = 500,
              seed: int = 0):
-    """:func:`skinlib.experiment.evaluate_splits` for ensembles: the same metrics, with bootstrap intervals of the
-    label metrics (balanced accuracy, accuracy, macro precision / recall / F1) computed from one confusion count per
-    resample.
+    """:func:`skinlib.evaluation.evaluate_splits` for ensembles, with bootstrap intervals of the label metrics only
+    (balanced accuracy, accuracy, macro precision / recall / F1): a vote's shares rank nothing.
 
     Args:
         parts: split -> table with ``label``.
         proba: split -> (n, k) probabilities (vote shares for voting).
         n_boot, seed: bootstrap resamples and their seed.
     """
-    from .experiment import Evaluation
+    from .evaluation import evaluate_splits
 
-    results = {s: metrics.classification_metrics(parts[s]["label"].to_numpy(), p) for s, p in proba.items()}
-    y_test, p_test = parts["test"]["label"].to_numpy(), proba["test"]
-    ci = metrics.bootstrap_ci(y_test, p_test, metric=lambda t, p: label_metrics(t, p.argmax(1)), keys=_LABEL_KEYS,
-                              n_boot=n_boot, seed=seed)
-    return Evaluation(dict(proba), results, metrics.per_class_report(y_test, p_test),
-                      metrics.confusion(y_test, p_test.argmax(1)),
-                      metrics.confusion(y_test, p_test.argmax(1), normalize=True), ci)
+    return evaluate_splits(parts, proba, n_boot=n_boot, seed=seed, ci_keys=metrics.LABEL_KEYS)
 
 
 def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndarray, metric: str = "balanced_accuracy",
@@ -347,8 +155,8 @@ def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndar
     """
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
-    if metric in _LABEL_KEYS:                                 # from predicted labels only: much faster
-        score = lambda t, p: label_metrics(t, p)[metric]  # noqa: E731
+    if metric in metrics.LABEL_KEYS:                                 # from predicted labels only: much faster
+        score = lambda t, p: metrics.label_metrics(t, p)[metric]  # noqa: E731
         a, b = np.asarray(proba).argmax(1), np.asarray(baseline).argmax(1)
     else:
         score = lambda t, p: metrics.classification_metrics(t, p)[metric]  # noqa: E731
@@ -441,28 +249,3 @@ def binary_average(probas: Sequence[np.ndarray], weights: Sequence[float] | None
         weights: optional non-negative weights (normalised).
     """
     return soft_average([np.asarray(p, float).reshape(-1, 1) for p in probas], weights)[:, 0]
-
-
-def binary_runs(root: Path | None = None) -> pd.DataFrame:
-    """Registry runs with a binary task: predictions with ``label`` 0 / 1 and exactly one probability column.
-
-    Returns experiment, run, the probability column and the run's parameters ``backbone`` / ``model`` (the
-    members of study B's DINO + CLIP ensemble are recognised by these or the run name).
-    """
-    from . import paths
-
-    base = Path(root) if root else paths.results_dir()
-    rows = []
-    for folder in sorted(base.glob("*/*/predictions.csv")) if base.is_dir() else []:
-        run = folder.parent
-        if run.name.startswith(".") or not (run / "run.json").is_file():
-            continue
-        head = pd.read_csv(folder, nrows=0)
-        proba_columns = [c for c in head if c.startswith("p_")]
-        if len(proba_columns) != 1:
-            continue
-        result = load_run(run.parent.name, run.name, base)
-        rows.append({"experiment": run.parent.name, "run": run.name, "column": proba_columns[0],
-                     "backbone": str(result.params.get("backbone") or result.params.get("model") or ""),
-                     "val_auc": result.metrics.get("val", {}).get("auc")})
-    return pd.DataFrame(rows, columns=["experiment", "run", "column", "backbone", "val_auc"])

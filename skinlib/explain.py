@@ -251,7 +251,7 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
         root: the registry folder.
     """
     from .data.cache import build_cache
-    from .results import load_model, load_spec
+    from .registry import load_model, load_spec
 
     spec = load_spec(experiment, run, root)
     model, preprocess = load_model(experiment, run, root, device=device)
@@ -262,3 +262,50 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
     proba = proba.cpu().numpy()
     return Subject(f"{experiment}/{run}", model, spec, images, inputs, part["label"].to_numpy(), proba.argmax(1),
                    proba, part["image_id"].to_numpy())
+
+
+def load_subjects(names: Sequence[str], part: pd.DataFrame, table: pd.DataFrame, device: str = "cpu",
+                  root=None) -> dict[str, Subject]:
+    """The :class:`Subject` of each ``experiment/run`` of `names` (once each, in order) whose model has a Grad-CAM
+    target; a model kind without one is left out, saying so in one line.
+
+    Args:
+        names: runs recorded with their models, as ``experiment/run``.
+        part, table, device, root: as for :func:`load_subject`.
+    """
+    subjects = {}
+    for name in dict.fromkeys(names):
+        subject = load_subject(*name.split("/"), part, table, device, root)
+        try:
+            cam_target(subject.model)
+        except TypeError as exc:                   # a model kind without a registered Grad-CAM target
+            print(f"{name}: not explained: {exc}")
+            continue
+        subjects[name] = subject
+    return subjects
+
+
+def runs_to_explain(split_name: str | None = None, runs: Sequence[str] | None = None, max_models: int = 2,
+                    root=None) -> tuple[list[str], list[str]]:
+    """09's choice of models, as ``experiment/run`` names: up to `max_models` RGB runs and the best grey-scale one,
+    among `runs`, or else every 7-class run on `split_name` that kept its model, best validation balanced accuracy
+    first.
+
+    Returns:
+        (RGB runs, grey-scale runs: at most one).
+
+    Raises:
+        RuntimeError: no run to explain.
+    """
+    from .members import registry_runs
+    from .registry import has_model, load_spec
+
+    if runs is None:
+        candidates = registry_runs(root, split_name=split_name)
+        candidates = candidates[[has_model(e, r, root) for e, r in zip(candidates["experiment"], candidates["run"])]]
+        candidates = candidates.sort_values("balanced_accuracy", ascending=False)
+        runs = [f"{e}/{r}" for e, r in zip(candidates["experiment"], candidates["run"])]
+    if not runs:
+        raise RuntimeError("no run in the registry kept its model: run 04 or 05 first")
+    gray = {n: bool(load_spec(*n.split("/"), root=root).grayscale) for n in runs}
+    return [n for n in runs if not gray[n]][:max_models], [n for n in runs if gray[n]][:1]

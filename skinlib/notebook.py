@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import random
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,11 +46,146 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(params: dict[str, Any], seed: int | None = None) -> None:
-    """Print the resolved parameters and environment, seed everything, and set the plotting style."""
+def _is_parameter_cell(source: str) -> bool:
+    """Whether a cell holds only ``name = literal`` assignments (the form of a parameters cell and of the cell
+    papermill injects after it); a cell of comments only is not one."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    if not body:
+        return False
+    for node in body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            return False
+        try:
+            ast.literal_eval(node.value)
+        except ValueError:
+            return False
+    return True
+
+
+def _assigned(source: str) -> list[str]:
+    """The names a cell assigns at top level, in order."""
+    names = [t.id for node in ast.parse(source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
+    return list(dict.fromkeys(names))
+
+
+def _notebook_file(namespace: Mapping[str, Any]) -> Path | None:
+    """The notebook the kernel runs, where the front end tells it: JupyterLab (``__session__``, set by ipykernel from
+    ``$JPY_SESSION_NAME``) and VS Code (``__vsc_ipynb_file__``). None under papermill, nbval and nbclient."""
+    for key in ("__session__", "__vsc_ipynb_file__"):
+        value = namespace.get(key)
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            for candidate in (Path(value), Path.cwd() / Path(value).name):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _cell_of_file(path: Path) -> str | None:
+    """The source of a notebook file's ``parameters``-tagged cell (None without one)."""
+    import json
+
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = cell.get("source", "")
+            return "".join(source) if isinstance(source, list) else source
+    return None
+
+
+def _cells_of_history(history: Sequence[str]) -> list[str]:
+    """The parameters cell in a kernel's input history (IPython's ``_ih``: every executed cell's source, the
+    calling cell last): the latest run of cells of ``name = literal`` assignments before the calling cell, i.e. the
+    parameters cell and, under papermill, the injected-parameters cell executed right after it."""
+    found: list[str] = []
+    for source in reversed(list(history)[:-1]):
+        if not source.strip() or all(not line.strip() or line.lstrip().startswith("#") for line in source.splitlines()):
+            continue                          # an empty or comment-only cell (papermill's with no parameters)
+        if not _is_parameter_cell(source):
+            break
+        found.append(source)
+    return found[::-1]
+
+
+def _previous_cell(namespace: Mapping[str, Any]) -> str | None:
+    """The source of the cell IPython executed before the running one, which it keeps even when the cells are run
+    without history (nbval: ``store_history=False``): ``get_ipython().last_execution_result``."""
+    shell = namespace.get("get_ipython")
+    result = getattr(shell(), "last_execution_result", None) if callable(shell) else None
+    return getattr(getattr(result, "info", None), "raw_cell", None)
+
+
+def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
+    """The names of the notebook's parameters (its ``parameters``-tagged cell), in that cell's order.
+
+    Where they come from:
+
+    * in JupyterLab (and VS Code) the kernel knows its notebook file (``__session__``, which ipykernel sets from
+      ``$JPY_SESSION_NAME``; ``__vsc_ipynb_file__``): the names its saved ``parameters`` cell assigns;
+    * under papermill (``run_all.py``), nbclient and nbval the kernel is not told its notebook, but they run the
+      cells top to bottom, so the parameters cell (and papermill's injected-parameters cell) ran just before the
+      cell that calls this: the names those cells of ``name = literal`` assignments set (a parameters cell has this
+      form: papermill and ``run_all.py``'s checks read it so). They are read from IPython's input history (``_ih``
+      in `namespace`), or, where the cells run without history (nbval), from the cell IPython executed last.
+
+    Args:
+        namespace: the notebook's ``globals()``.
+
+    Raises:
+        RuntimeError: when neither tells the parameters (e.g. called outside a notebook, or after other cells than
+            the parameters cell, without a notebook file the kernel knows): says what to do.
+    """
+    path = _notebook_file(namespace)
+    source = _cell_of_file(path) if path is not None else None
+    if source is not None:
+        sources = [source]
+    else:
+        sources = _cells_of_history(namespace.get("_ih") or [])
+        if not sources and (previous := _previous_cell(namespace)) is not None:
+            sources = _cells_of_history([previous, ""])
+    names = list(dict.fromkeys(n for source in sources for n in _assigned(source)))
+    if not names:
+        raise RuntimeError("setup() found no parameters cell: run the notebook's parameters cell (tagged "
+                           "'parameters', the second cell) and then this cell, or pass the parameters as a dict")
+    return names
+
+
+def setup(namespace: Mapping[str, Any], seed: int | None = None,
+          resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Print the resolved parameters and environment, seed everything, and set the plotting style; returns the
+    parameters (name -> value, in the parameters cell's order), to record beside the results.
+
+    A notebook calls ``params = setup(globals(), seed=seed)`` right after its parameters cell: the names come from
+    that cell (see :func:`parameter_names`: the notebook file in JupyterLab, the input history under papermill and
+    nbval), the values from the notebook's namespace, so papermill's injected values and a reader's edits are what
+    is printed and recorded, and a new parameter cannot be left out of the record.
+
+    Args:
+        namespace: the notebook's ``globals()``; or a dict of the parameters themselves (no ``__builtins__`` key:
+            printed and returned as given).
+        seed: seed of Python, NumPy and PyTorch (None: not seeded).
+        resolved: values that replace parameters' own, e.g. a run name made from the options when ``run_name`` is
+            None (printed and returned as resolved).
+
+    Raises:
+        RuntimeError: a parameter the parameters cell names that `namespace` lacks (the cell was not run), or no
+            parameters cell found (see :func:`parameter_names`).
+    """
     import matplotlib
     import seaborn as sns
 
+    if "__builtins__" in namespace:
+        names = parameter_names(namespace)
+        missing = [n for n in names if n not in namespace]
+        if missing:
+            raise RuntimeError(f"parameters {missing} are not defined: run the parameters cell first")
+        params = {n: namespace[n] for n in names}
+    else:
+        params = dict(namespace)
+    params.update(resolved or {})
     if seed is not None:
         seed_everything(seed)
     sns.set_theme(style="whitegrid", context="notebook")
@@ -60,6 +197,7 @@ def setup(params: dict[str, Any], seed: int | None = None) -> None:
     print(f"skinlib {__version__}, Python {platform.python_version()}, numpy {np.__version__}, "
           f"pandas {pd.__version__}")
     print(f"workspace {paths.describe_workspace()}")
+    return params
 
 
 def banner(catalog: pd.DataFrame) -> None:

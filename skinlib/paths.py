@@ -97,7 +97,7 @@ def display_path(path: str | os.PathLike) -> str:
 
 def owner() -> str:
     """``<pid>@<host>``: tags temporary files and folders (``x.partial-<owner>``), so that a later run can tell
-    those left by a process that died (:mod:`skinlib.stale`) from those of a process still writing them."""
+    those left by a process that died (:mod:`skinlib.leftovers`) from those of a process still writing them."""
     host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
     return f"{os.getpid()}@{host}"
 

@@ -1,7 +1,7 @@
 """The report: every run of the results registry beside the papers' numbers, the measured cost of the studies'
 image-level split, calibration of the best model, and the standalone HTML export.
 
-Reads only the registry (:func:`skinlib.results.gather`, :func:`skinlib.results.load_run`); trains nothing.
+Reads only the registry (:func:`skinlib.registry.gather`, :func:`skinlib.registry.load_run`); trains nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pandas as pd
 
 from . import metrics, paths
 from .data.labels import CLASSES
-from .reference import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
-from .results import SPLIT_COST, gather, load_run
+from .papers import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
+from .registry import SPLIT_COST, gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
 FAMILIES: dict[str, str] = {"random_forest": "random forest", "custom_cnn": "custom CNN", "transfer": "transfer",
@@ -40,7 +40,7 @@ def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
 
 
 def reported_counts() -> dict[str, int]:
-    """How many numbers (model and variant rows) each study reported, from :mod:`skinlib.reference`."""
+    """How many numbers (model and variant rows) each study reported, from :mod:`skinlib.papers`."""
     rows = ALL_REPORTED
     return {study: sum(r["study"] == study for r in rows) for study in STUDIES}
 
@@ -192,7 +192,7 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
 
     Two designs, chosen by what the runs hold:
 
-    * cross-fitted runs (:func:`skinlib.experiment.measure_split_cost`: every image predicted once under each kind
+    * cross-fitted runs (:func:`skinlib.split_cost.measure_split_cost`: every image predicted once under each kind
       of split): the two are compared on the same images, and the bootstrap resamples lesions (all images of a
       lesion together), which keeps the pairing;
     * runs on 02's two saved splits (each evaluated on its own test split): the two test sets are resampled
@@ -224,7 +224,7 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
     y = {name: test["label"].to_numpy(int) for name, test in (("lesion-grouped", lesion), ("image-level", image))}
     p = {name: test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1)
          for name, test in (("lesion-grouped", lesion), ("image-level", image))}
-    scores = {"balanced_accuracy": _balanced, "accuracy": lambda t, q: float(np.mean(t == q))}
+    scores = {"balanced_accuracy": metrics.balanced_accuracy, "accuracy": lambda t, q: float(np.mean(t == q))}
     rng = np.random.default_rng(seed)
     if paired:
         clusters = pd.factorize(lesion["lesion_id"] if "lesion_id" in lesion else lesion["image_id"])[0]
@@ -247,11 +247,6 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = design                                    # shown as the table's corner
     return table
-
-
-def _balanced(y: np.ndarray, pred: np.ndarray) -> float:
-    recalls = [np.mean(pred[y == k] == k) for k in np.unique(y)]
-    return float(np.mean(recalls))
 
 
 def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None) -> pd.Series:

@@ -26,7 +26,7 @@ def workspace(tmp_path_factory, monkeypatch) -> Path:
 @pytest.fixture
 def plain_kernels(monkeypatch) -> None:
     """Kernels started as new processes (tests whose tiny notebooks import nothing heavy: the kernel zygote of
-    skinlib.kernels would only add its own start)."""
+    skinlib.run.forked_kernels would only add its own start)."""
     monkeypatch.setenv("SKINLIB_FORK_KERNELS", "0")
 
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from skinlib import binary, experiment, metadata, metrics
+from skinlib import binary, evaluation, inputs, metadata, metrics, registry
+from skinlib.subtypes import SubtypesUnavailable, malignant_subtypes, subtype_table
 from skinlib.data import load_catalog
 from skinlib.data.batches import Batches
 from skinlib.data.cache import build_cache
@@ -122,9 +123,9 @@ def test_threshold_selection_uses_validation_only():
     y_val = rng.integers(0, 2, 200)
     p_val = np.clip(0.3 * y_val + rng.normal(0.35, 0.2, 200), 0, 1)
     parts = {"val": pd.DataFrame({"target": y_val}), "test": pd.DataFrame({"target": rng.integers(0, 2, 100)})}
-    ev = experiment.evaluate_binary(parts, {"val": p_val, "test": rng.random(100)}, "mel", n_boot=20)
+    ev = evaluation.evaluate_binary(parts, {"val": p_val, "test": rng.random(100)}, "mel", n_boot=20)
     other_test = {"val": p_val, "test": rng.random(100)}
-    ev2 = experiment.evaluate_binary({**parts, "test": pd.DataFrame({"target": 1 - parts["test"]["target"]})},
+    ev2 = evaluation.evaluate_binary({**parts, "test": pd.DataFrame({"target": 1 - parts["test"]["target"]})},
                                      other_test, "mel", n_boot=20)
     assert ev.per_class["threshold"].equals(ev2.per_class["threshold"])      # test never moves a threshold
     t = metrics.choose_threshold(y_val, p_val, "sensitivity", 0.9)
@@ -142,8 +143,8 @@ def test_binary_record_writes_the_positive_column(archive_table):
     parts = {s: archive_table.iloc[i::3] for i, s in enumerate(("train", "val", "test"))}
     rng = np.random.default_rng(1)
     proba = {s: rng.random(len(parts[s])) for s in ("val", "test")}
-    ev = experiment.evaluate_binary(parts, proba, "malignant", negative="benign", n_boot=10)
-    rec = experiment.record("binary", "isic-test", {"task": "isic_archive"}, parts, ev)
+    ev = evaluation.evaluate_binary(parts, proba, "malignant", negative="benign", n_boot=10)
+    rec = registry.record("binary", "isic-test", {"task": "isic_archive"}, parts, ev)
     pred = pd.read_csv(rec.folder / "predictions.csv")
     assert list(pred.columns) == ["image_id", "split", "label", "p_malignant"]
     assert (rec.folder / "tables" / "thresholds_test.csv").is_file()
@@ -152,16 +153,16 @@ def test_binary_record_writes_the_positive_column(archive_table):
 
 def test_metadata_only_baseline_beats_chance_on_the_synthetic_archive(archive_table):
     split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
-    parts = experiment.by_split(archive_table.merge(split, on="image_id"))
+    parts = inputs.by_split(archive_table.merge(split, on="image_id"))
     numeric, categorical = metadata.columns(parts["train"])
     proba = metadata.fit_predict(metadata.logistic_regression(numeric, categorical), parts, numeric, categorical)
-    auc = experiment.evaluate_binary(parts, proba, "malignant", n_boot=200).metrics["test"]
+    auc = evaluation.evaluate_binary(parts, proba, "malignant", n_boot=200).metrics["test"]
     assert auc["auc_low"] > 0.5, auc                     # the 95% interval lies above chance
     assert auc["auc"] < 0.95                             # partial signal: metadata alone is far from perfect
 
 
 def test_synthetic_archive_has_malignant_subtypes_and_a_metadata_signal(archive_table):
-    subtypes = binary.malignant_subtypes(archive_table)
+    subtypes = malignant_subtypes(archive_table)
     assert set(subtypes[subtypes != ""]) == {"basal cell carcinoma", "melanoma", "melanoma metastasis",
                                              "squamous cell carcinoma"}
     assert (subtypes[archive_table["target"] == 0] == "").all()
@@ -210,7 +211,7 @@ def test_a_network_is_initialised_from_its_seed_alone():
 def test_the_subtype_split_is_the_binary_split_restricted(archive_table):
     split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
     table = archive_table.merge(split, on="image_id")
-    sub = binary.subtype_table(table)
+    sub = subtype_table(table)
     assert sub.attrs["classes"] == ["bcc", "mel", "metastasis", "scc"]
     assert (sub["target"] == 1).all() and sub["image_id"].is_unique
     where = table.set_index("image_id")["split"]
@@ -218,10 +219,10 @@ def test_the_subtype_split_is_the_binary_split_restricted(archive_table):
     groups = pd.Series(groups_of(table), index=table["image_id"]).loc[sub["image_id"]]
     assert (pd.Series(sub["split"].to_numpy()).groupby(groups.to_numpy()).nunique() == 1).all()   # group-disjoint
     assert (sub["label"] == sub["subtype"].map({c: i for i, c in enumerate(sub.attrs["classes"])})).all()
-    known = binary.malignant_subtypes(table) != ""
+    known = malignant_subtypes(table) != ""
     assert len(sub) == known.sum() and sub.attrs["left_out"] == {"another malignant diagnosis": 0,
                                                                  "a subtype without train images": 0}
-    rows = binary.training_rows(experiment.by_split(sub), "undersampled", seed=0, target="label")
+    rows = binary.training_rows(inputs.by_split(sub), "undersampled", seed=0, target="label")
     assert rows["label"].value_counts().nunique() == 1 and set(rows["split"]) == {"train"}
 
 
@@ -231,26 +232,26 @@ def test_subtype_labels_come_from_the_most_specific_diagnosis():
                  ("Squamous cell carcinoma, Invasive", 1, "test"), ("Merkel cell carcinoma", 1, "train"),
                  ("Nevus", 0, "train"), ("Melanoma Invasive", 0, "train")]
     table = pd.DataFrame(diagnoses, columns=["diagnosis", "target", "split"]).assign(image_id=lambda t: t.index.astype(str))
-    assert binary.malignant_subtypes(table).tolist() == [
+    assert malignant_subtypes(table).tolist() == [
         "melanoma", "melanoma", "melanoma metastasis", "basal cell carcinoma", "squamous cell carcinoma",
         "squamous cell carcinoma", "", "", ""]                   # another malignant diagnosis, benign rows: none
-    sub = binary.subtype_table(table)
+    sub = subtype_table(table)
     assert sub["subtype"].tolist() == ["mel", "mel", "metastasis", "bcc", "scc", "scc"]
     assert sub.attrs["left_out"]["another malignant diagnosis"] == 1
     # a subtype seen only outside train is no class: its val / test images are left out
     only_test = table.assign(split=np.where(table["diagnosis"].str.startswith("Squamous"), "test", table["split"]))
-    sub = binary.subtype_table(only_test)
+    sub = subtype_table(only_test)
     assert sub.attrs["classes"] == ["bcc", "mel", "metastasis"] and "scc" not in set(sub["subtype"])
     assert sub.attrs["left_out"]["a subtype without train images"] == 2
-    with pytest.raises(binary.SubtypesUnavailable, match="1 malignant subtype.*at least 2"):
-        binary.subtype_table(table[table["diagnosis"].str.startswith("Melanoma I")])
+    with pytest.raises(SubtypesUnavailable, match="1 malignant subtype.*at least 2"):
+        subtype_table(table[table["diagnosis"].str.startswith("Melanoma I")])
 
 
 def test_a_smoke_run_keeps_a_few_images_of_every_subtype(archive_table):
     split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
     table = archive_table.merge(split, on="image_id")
-    small = experiment.smoke_subset(table, 2, by=[binary.TARGET, binary.malignant_subtypes(table)])
-    sub = binary.subtype_table(small)                        # the smoke run still reaches the subtype model
+    small = inputs.smoke_subset(table, 2, by=[binary.TARGET, malignant_subtypes(table)])
+    sub = subtype_table(small)                        # the smoke run still reaches the subtype model
     assert sub.attrs["classes"] == ["bcc", "mel", "metastasis", "scc"]
     assert sub.groupby(["split", "subtype"]).size().max() <= 2 and (small["target"] == 0).sum() <= 6
 
@@ -265,14 +266,14 @@ def test_an_export_without_diagnosis_columns_says_the_subtypes_are_unknown(tmp_p
     for k, image in enumerate(ids):
         write_jpeg(root / f"{image}.jpg", seed=k)
     table = binary.with_target(archive(root), "isic_archive").assign(split=["train", "train", "val", "val", "test", "test"])
-    with pytest.raises(binary.SubtypesUnavailable, match="no diagnosis column more specific than benign / malignant"):
-        binary.subtype_table(table)
+    with pytest.raises(SubtypesUnavailable, match="no diagnosis column more specific than benign / malignant"):
+        subtype_table(table)
 
 
 def test_a_multiclass_image_model_trains_on_the_subtypes(tmp_path, archive_table):
     split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
-    sub = binary.subtype_table(archive_table.merge(split, on="image_id"))
-    parts = experiment.by_split(sub)
+    sub = subtype_table(archive_table.merge(split, on="image_id"))
+    parts = inputs.by_split(sub)
     k = len(sub.attrs["classes"])
     model = binary.make_model("image", 0, "small_cnn", num_classes=k, seed=0)
     assert binary.model_factory("image", 0, "small_cnn", num_classes=k)[1]["num_classes"] == k
@@ -284,15 +285,17 @@ def test_a_multiclass_image_model_trains_on_the_subtypes(tmp_path, archive_table
                                        FitConfig(max_epochs=1, device="cpu"), batch_size=16, target="label")
     assert proba["test"].shape == (len(parts["test"]), k) and np.allclose(proba["test"].sum(1), 1, atol=1e-5)
     assert "val_balanced_accuracy" in result.history
-    evaluation = experiment.evaluate_splits(parts, proba, n_boot=20, classes=sub.attrs["classes"])
-    assert {"balanced_accuracy", "f1_macro"} <= set(evaluation.ci.index)
-    assert list(evaluation.confusion.index) == sub.attrs["classes"]
+    result = evaluation.evaluate_splits(parts, proba, n_boot=20, classes=sub.attrs["classes"])
+    assert {"balanced_accuracy", "f1_macro"} <= set(result.ci.index)
+    assert list(result.confusion.index) == sub.attrs["classes"]
     assert binary.run_name(None, "isic_archive", "subtypes", "natural", "small_cnn") == "isic-subtypes-small_cnn-natural"
 
 
 def test_clip_image_branch_mlp_head_and_clip_preprocessing():
-    from skinlib import knobs
-    from skinlib.models.fusion import CLIPImageTower, clip_arguments
+    from skinlib.models.factories import clip_arguments
+    from skinlib import parameters
+    from skinlib.run.plan import knob_rules
+    from skinlib.models.image_branch import CLIPImageTower
 
     model = binary.make_model("image", 0, "clip-tiny", image_size=32, seed=0)
     assert isinstance(model.encoder, CLIPImageTower) and not hasattr(model.encoder, "transformer")   # no text tower
@@ -304,5 +307,5 @@ def test_clip_image_branch_mlp_head_and_clip_preprocessing():
     assert clip_arguments("clip-ViT-B-32.laion2b_s34b_b79k")["tag"] == "laion2b_s34b_b79k"
     with pytest.raises(ValueError, match="no pretrained weights"):
         binary.make_model("image", 0, "clip-tiny", pretrained=True)
-    assert knobs.problem("backbone", "clip-ViT-B-32", "07") is None
-    assert "clip-tiny" in knobs.problem("backbone", "clip-tny", "07")
+    assert parameters.problem("backbone", "clip-ViT-B-32", "07", knob_rules("07")) is None
+    assert "clip-tiny" in parameters.problem("backbone", "clip-tny", "07", knob_rules("07"))

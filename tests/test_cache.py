@@ -41,7 +41,7 @@ def test_reused_when_unchanged_rebuilt_when_changed(ham_dir, tmp_path):
 
 
 def test_bicubic_resize_is_a_cache_of_its_own(ham_dir, tmp_path):
-    from skinlib.knobs import KnobError
+    from skinlib.parameters import KnobError
 
     catalog = load_catalog(ham_dir)
     bilinear = build_cache(catalog, 24, root=tmp_path, jobs=1)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib import ensemble, metrics
+from skinlib import ensemble, members, metrics
 from skinlib.ensemble import Specialist, fit_weights, greedy_forward, hard_vote, mix_model, soft_average, top_k
-from skinlib.results import RunRecorder
+from skinlib.registry import RunRecorder
 
 A = np.array([[0.6, 0.3, 0.1], [0.2, 0.5, 0.3]])
 B = np.array([[0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])
@@ -41,7 +41,7 @@ def test_fitted_weights_favour_the_member_that_is_right():
     assert w.sum() == pytest.approx(1) and (w >= 0).all() and w[1] > 0.9
 
 
-def members(seed=0, n=60, k=7, m=5):
+def fake_members(seed=0, n=60, k=7, m=5):
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
     out = {}
@@ -53,20 +53,20 @@ def members(seed=0, n=60, k=7, m=5):
 
 
 def test_label_metrics_equal_scikit_learns():
-    y, val = members(n=200)
+    y, val = fake_members(n=200)
     for p in val.values():
-        fast = ensemble.label_metrics(y, p.argmax(1))
+        fast = metrics.label_metrics(y, p.argmax(1))
         full = metrics.classification_metrics(y, p)
         for key, value in fast.items():
             assert value == pytest.approx(full[key]), key
     y = np.array([0, 0, 2, 2, 2])                 # class 1 never true, predicted once; class 2 never predicted
-    fast = ensemble.label_metrics(y, np.array([0, 1, 0, 0, 0]))
+    fast = metrics.label_metrics(y, np.array([0, 1, 0, 0, 0]))
     full = metrics.classification_metrics(y, np.eye(3)[[0, 1, 0, 0, 0]])
     assert fast == pytest.approx({k: full[k] for k in fast})
 
 
 def test_top_k_and_greedy_selection_use_validation_scores():
-    y, val = members()
+    y, val = fake_members()
     for p in val.values():
         assert ensemble._balanced_accuracy(y, p) == pytest.approx(metrics.classification_metrics(y, p)["balanced_accuracy"])
     scores = {n: ensemble._balanced_accuracy(y, p) for n, p in val.items()}
@@ -93,7 +93,7 @@ def write_member(root, name, image_ids, labels, proba_by_split):
 def select_everything(root):
     """What notebook 08 chooses: top 3, greedy members, fitted weights, all from validation."""
     runs = [("transfer", f"m{i}") for i in range(5)]
-    mem = ensemble.load_members(runs, root)
+    mem = members.load_members(runs, root)
     val, y_val = mem.proba["val"], mem.labels["val"]
     top = top_k(val, y_val, 3)
     greedy = greedy_forward(val, y_val)
@@ -102,8 +102,8 @@ def select_everything(root):
 
 
 def test_selection_never_reads_test_rows(tmp_path):
-    y_val, val = members(seed=1)
-    y_test, test = members(seed=2)
+    y_val, val = fake_members(seed=1)
+    y_test, test = fake_members(seed=2)
     ids_val = [f"v{i:03d}" for i in range(len(y_val))]
     ids_test = [f"t{i:03d}" for i in range(len(y_test))]
     for name in val:
@@ -117,21 +117,21 @@ def test_selection_never_reads_test_rows(tmp_path):
     assert top_a == top_b and greedy_a == greedy_b
     np.testing.assert_array_equal(w_a, w_b)
     # and the test predictions did differ: the ensembles score differently on them
-    a = ensemble.load_members([("transfer", n) for n in val], tmp_path / "a")
-    b = ensemble.load_members([("transfer", n) for n in val], tmp_path / "b")
+    a = members.load_members([("transfer", n) for n in val], tmp_path / "a")
+    b = members.load_members([("transfer", n) for n in val], tmp_path / "b")
     assert not np.allclose(soft_average(a.stack("test")), soft_average(b.stack("test")))
 
 
 def test_load_members_refuses_runs_on_different_images(tmp_path):
-    y, val = members(n=10)
+    y, val = fake_members(n=10)
     write_member(tmp_path, "m0", None, None, {"val": ([f"a{i}" for i in range(10)], y, val["m0"])})
     write_member(tmp_path, "m1", None, None, {"val": ([f"b{i}" for i in range(10)], y, val["m1"])})
     with pytest.raises(ValueError, match="transfer/m0 and transfer/m1 predicted different val images"):
-        ensemble.load_members([("transfer", "m0"), ("transfer", "m1")], tmp_path, splits=("val",))
+        members.load_members([("transfer", "m0"), ("transfer", "m1")], tmp_path, splits=("val",))
 
 
 def test_paired_bootstrap_sees_a_real_gain_and_no_gain():
-    y, val = members(n=300)
+    y, val = fake_members(n=300)
     better = ensemble.one_hot(y)                                       # always right
     gain = ensemble.paired_bootstrap_gain(y, better, val["m0"], n_boot=200)
     assert gain["gain"] > 0 and gain["low"] > 0 and gain["p_not_better"] == 0
@@ -179,27 +179,27 @@ def test_binary_average_and_binary_runs(tmp_path):
     rec.metrics({"val": {"auc": 0.8}})
     rec.finish()
     write_member(tmp_path, "seven", None, None, {"val": (["a"], [0], np.full((1, 7), 1 / 7))})
-    runs = ensemble.binary_runs(tmp_path)
+    runs = members.binary_runs(tmp_path)
     assert runs[["run", "column", "backbone"]].values.tolist() == [["dino-mel", "p_mel", "vit_small_patch16_224.dino"]]
 
 
 def test_registry_runs_of_one_split_name_the_runs_left_out(tmp_path, capsys):
-    y, val = members(n=10)
+    y, val = fake_members(n=10)
     ids = [f"a{i}" for i in range(10)]
     for run, split in (("lesion", "lesion-75-10-15-seed0"), ("image", "image-75-10-15-seed0"), ("unnamed", None)):
         rec = RunRecorder("custom_cnn", run, {"split_name": split} if split else {}, root=tmp_path)
         rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": y, **{f"p_{c}": 1 / 7 for c in CLASSES}}))
         rec.finish()
-    assert ensemble.registry_runs(tmp_path)["run"].tolist() == ["image", "lesion", "unnamed"]
+    assert members.registry_runs(tmp_path)["run"].tolist() == ["image", "lesion", "unnamed"]
     assert "left out" not in capsys.readouterr().out
-    runs = ensemble.registry_runs(tmp_path, split_name="lesion-75-10-15-seed0")
+    runs = members.registry_runs(tmp_path, split_name="lesion-75-10-15-seed0")
     assert runs["run"].tolist() == ["lesion", "unnamed"] and "split_name" not in runs
     assert ("1 run(s) on another split than 'lesion-75-10-15-seed0' left out: custom_cnn/image (image-75-10-15-seed0)"
             in capsys.readouterr().out)
 
 
 def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
-    y, val = members(n=10)
+    y, val = fake_members(n=10)
     ids = [f"a{i}" for i in range(10)]
     write_member(tmp_path, "m0", None, None, {"val": (ids, y, val["m0"])})
     rec = RunRecorder("transfer", "subset", {"localization": "lower extremity"}, root=tmp_path)
@@ -210,19 +210,19 @@ def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
     rec.finish()
     RunRecorder("explanations", "gradcam", {}, root=tmp_path).finish()          # no predictions at all
     RunRecorder("ensembles", "average", {}, root=tmp_path).finish()
-    runs = ensemble.registry_runs(tmp_path)
+    runs = members.registry_runs(tmp_path)
     assert runs[["experiment", "run"]].values.tolist() == [["transfer", "m0"]]
-    assert ensemble.registry_specialists(tmp_path).empty                  # no model kept: not usable
+    assert members.registry_specialists(tmp_path).empty                  # no model kept: not usable
     for name in ("model.safetensors", "model.json"):
         (tmp_path / "transfer" / "specialist" / name).write_text("{}")
-    found = ensemble.registry_specialists(tmp_path)
+    found = members.registry_specialists(tmp_path)
     assert found[["trigger", "run"]].values.tolist() == [["nv", "specialist"]] and found["classes"][0] == ["mel", "nv"]
-    assert len(ensemble.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0")) == 1   # no split recorded
+    assert len(members.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0")) == 1   # no split recorded
     rec = RunRecorder("transfer", "specialist", {"classes": ["mel", "nv"], "split_name": "image-75-10-15-seed0"},
                       root=tmp_path)
     rec.predictions(pd.DataFrame({"image_id": ids, "split": "val", "label": 0, "p_mel": 0.5, "p_nv": 0.5}))
     rec.finish()
     for name in ("model.safetensors", "model.json"):
         (tmp_path / "transfer" / "specialist" / name).write_text("{}")
-    assert len(ensemble.registry_specialists(tmp_path)) == 1
-    assert ensemble.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0").empty       # another split
+    assert len(members.registry_specialists(tmp_path)) == 1
+    assert members.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0").empty       # another split

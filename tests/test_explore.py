@@ -10,8 +10,9 @@ import pytest
 
 from skinlib import paths
 from skinlib.data.splits import DEFAULT_SPLIT
-from skinlib.experiment import split_catalog
-from skinlib.runner import notebook_parameters, plan, run_all, select
+from skinlib.inputs import split_catalog
+from skinlib.run.plan import notebook_parameters, plan, select
+from skinlib.run.schedule import run_all
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = "image_size: 32\nwidth: 8\nmax_epochs: 2\nbatch_size: 64\n"

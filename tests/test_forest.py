@@ -76,7 +76,7 @@ class Memo:
 
 
 def test_cross_fit_predicts_each_row_with_a_model_that_never_saw_it():
-    from skinlib.experiment import cross_fit
+    from skinlib.split_cost import cross_fit
 
     X = np.arange(40, dtype=float)[:, None]
     y = np.array([1, 2, 3] * 13 + [1])
@@ -99,8 +99,8 @@ def test_the_synthetic_images_of_a_lesion_leak_through_an_image_level_split(synt
 
     from skinlib import report
     from skinlib.data.labels import CLASSES
-    from skinlib.experiment import measure_split_cost
-    from skinlib.results import load_run
+    from skinlib.split_cost import measure_split_cost
+    from skinlib.registry import load_run
 
     table = load_catalog(synthetic_small, layout="ham10000")
     table["label"] = table["dx"].map(CLASSES.index)

@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from skinlib.notebook_format import KERNELSPEC, LANGUAGE_INFO, MARK, STRIP_KEYS, is_checked, strip, strip_on_save
-from skinlib.runner import find_notebooks, notebook_parameters
+from skinlib.run.notebook_format import KERNELSPEC, LANGUAGE_INFO, MARK, STRIP_KEYS, is_checked, strip, strip_on_save
+from skinlib.run.plan import find_notebooks, notebook_parameters
 
 NOTEBOOKS = find_notebooks(Path(__file__).resolve().parents[1] / "notebooks")
 SHARED_NAMES = {"data_dir", "image_size", "batch_size", "max_epochs", "lr", "seed", "device", "pretrained", "layout"}
@@ -53,13 +53,24 @@ def test_every_parameter_has_a_help_comment(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_parameter_is_recorded(path):
-    """The parameters a notebook hands to setup() (printed, and saved beside its results) are all of those
-    in its parameters cell: a new parameter cannot be left out of the record."""
+    """A notebook hands setup() its namespace, not a restated list: setup takes the names of its parameters cell
+    (printed, and saved beside its results), so a new parameter cannot be left out of the record. Under papermill
+    (the parameters cell, then the injected one) and from the notebook file (JupyterLab) it finds them all."""
+    from skinlib.notebook import parameter_names
+
     nb = nbformat.read(path, as_version=4)
     cell = next(c for c in nb.cells if c.cell_type == "code" and "setup(" in c.source)
-    recorded = {kw.arg for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Call)
-                and getattr(node.func, "id", None) == "dict" for kw in node.keywords}
-    assert recorded == set(notebook_parameters(path)), path.name
+    calls = [node for node in ast.walk(ast.parse(cell.source)) if isinstance(node, ast.Call)
+             and getattr(node.func, "id", None) in ("setup", "dict")]
+    assert [getattr(c.func, "id") for c in calls] == ["setup"], "no parameters restated in a dict"
+    assert isinstance(calls[0].args[0], ast.Call) and calls[0].args[0].func.id == "globals", "setup(globals(), ...)"
+    expected = list(notebook_parameters(path))
+    source = nb.cells[1].source
+    injected = "# Parameters\n" + "\n".join(f"{k} = {v!r}" for k, v in {"seed": 1, "data_dir": "/d"}.items()
+                                               if k in expected)
+    for history in (["", source, cell.source], ["", source, injected, cell.source]):
+        assert parameter_names({"_ih": history}) == expected, path.name
+    assert parameter_names({"__session__": str(path), "_ih": []}) == expected, path.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -17,10 +17,11 @@ def run_notebook(path: Path, overrides: dict) -> dict:
     """Execute a notebook's code cells in this process (no kernel: fast), its parameters overridden; the namespace."""
     import matplotlib.pyplot as plt
 
-    namespace: dict = {}
+    namespace: dict = {"_ih": [""]}                  # IPython's input history, which setup() reads the parameters from
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.cell_type != "code":
             continue
+        namespace["_ih"].append(cell.source)
         exec(compile(cell.source, f"{path.name}", "exec"), namespace)
         if "parameters" in cell.metadata.get("tags", []):
             assert set(overrides) <= set(namespace), set(overrides) - set(namespace)

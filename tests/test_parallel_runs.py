@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from test_runner import write_notebook
 
-from skinlib import stale
-from skinlib.runner import THREAD_VARIABLES, cores, is_done, plan, run_all, stages
-from skinlib.train import idle_checkpoints
+from skinlib import leftovers
+from skinlib.run.plan import plan
+from skinlib.run.execute import is_done
+from skinlib.run.schedule import THREAD_VARIABLES, cores, run_all, stages
+from skinlib.checkpoints import idle_checkpoints
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 
@@ -121,7 +123,7 @@ def test_jobs_keep_the_failure_semantics_and_the_locks(staged):
     assert run_all(runs, out, staged / "notebooks", progress=False, log=log, jobs=2, keep_going=True) == 1
     assert is_done(out, runs[3]) and "1 run(s) failed" in log.getvalue()
 
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom skinlib.stale import RunLock\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom skinlib.run.lock import RunLock\n"
                                "lock = RunLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
                                runs[2].name], stdout=subprocess.PIPE, text=True, env=os.environ.copy(), cwd=ROOT)
     try:
@@ -154,7 +156,7 @@ def test_idle_checkpoints_spare_those_being_written(tmp_path):
         return path
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    host = stale._host()
+    host = leftovers._host()
     mine = folder("mine", f"{os.getpid()}@{host}")                      # this process trains into it: kept
     gone = folder("gone", f"{dead.stdout.strip()}@{host}")               # its writer finished: idle
     old = folder("old", None)                                            # before writers were recorded: idle
@@ -170,9 +172,9 @@ def test_idle_checkpoints_spare_those_being_written(tmp_path):
 
 
 def test_owner_alive():
-    host = stale._host()
-    assert stale.owner_alive(f"{os.getpid()}@{host}") and stale.owner_alive(f"{os.getpid()}")
+    host = leftovers._host()
+    assert leftovers.owner_alive(f"{os.getpid()}@{host}") and leftovers.owner_alive(f"{os.getpid()}")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    assert not stale.owner_alive(f"{dead.stdout.strip()}@{host}")
-    assert stale.owner_alive(f"{dead.stdout.strip()}@another-host")       # another host's process: kept
-    assert not stale.owner_alive("garbage")
+    assert not leftovers.owner_alive(f"{dead.stdout.strip()}@{host}")
+    assert leftovers.owner_alive(f"{dead.stdout.strip()}@another-host")       # another host's process: kept
+    assert not leftovers.owner_alive("garbage")

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from skinlib import experiment
+from skinlib import evaluation, inputs, registry
 from skinlib.data import load_catalog
 from skinlib.data.batches import Batches
 from skinlib.data.cache import build_cache, channel_stats
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess
 from skinlib.models import FACTORIES, ModelSpec, ResidualCNN, build_model
-from skinlib.results import load_model, load_run, load_spec
+from skinlib.registry import load_model, load_run, load_spec
 from skinlib.train import FitConfig, fit, predict
 
 
@@ -35,9 +35,9 @@ def batches_of(cache, part, batch_size=64, shuffle=False):
 
 def train_and_record(data, root, classes=None, grayscale=False):
     catalog, cache = data
-    table = experiment.restrict_classes(catalog, classes)
+    table = inputs.restrict_classes(catalog, classes)
     task = list(classes) if classes else None
-    parts = experiment.by_split(table)
+    parts = inputs.by_split(table)
     mean, std = channel_stats(cache, parts["train"]["image_id"])
     pre = Preprocess(mean, std, grayscale=grayscale)
     kwargs = dict(num_classes=len(task) if task else 7, width=8, blocks=[1, 1])
@@ -47,9 +47,9 @@ def train_and_record(data, root, classes=None, grayscale=False):
         FitConfig(max_epochs=2, lr=3e-3, seed=0), log=io.StringIO())
     proba = {s: predict(model, batches_of(cache, parts[s]), pre) for s in ("val", "test")}
     extra = {"classes": task} if task else {}
-    evaluation = experiment.evaluate_splits(parts, proba, n_boot=10, **extra)
+    result = evaluation.evaluate_splits(parts, proba, n_boot=10, **extra)
     spec = ModelSpec("residual_cnn", kwargs, list(mean), list(std), 32, grayscale, classes=task)
-    recorder = experiment.record("custom_cnn", "tiny", {"width": 8}, parts, evaluation, model=model, spec=spec, **extra)
+    recorder = registry.record("custom_cnn", "tiny", {"width": 8}, parts, result, model=model, spec=spec, **extra)
     return recorder.folder, parts, proba
 
 
@@ -83,12 +83,12 @@ def test_a_specialist_records_its_own_classes(data, monkeypatch, tmp_path):
 
 
 def test_restrict_classes_reindexes_labels(data):
-    table = experiment.restrict_classes(data[0], ["nv", "mel"])
+    table = inputs.restrict_classes(data[0], ["nv", "mel"])
     assert set(table["dx"]) == {"nv", "mel"}
     assert (table["label"] == (table["dx"] == "mel").astype(int)).all()
-    assert experiment.restrict_classes(data[0], None) is data[0]
+    assert inputs.restrict_classes(data[0], None) is data[0]
     with pytest.raises(ValueError, match="'melanoma'"):
-        experiment.restrict_classes(data[0], ["melanoma", "nv"])
+        inputs.restrict_classes(data[0], ["melanoma", "nv"])
 
 
 def test_spec_json_round_trip_and_errors():
@@ -133,7 +133,7 @@ class Tied(nn.Module):
 def test_shared_tensors_survive_the_round_trip(data, monkeypatch, tmp_path):
     monkeypatch.setenv("SKINLIB_WORKSPACE", str(tmp_path))
     monkeypatch.setitem(FACTORIES, "tied", Tied)
-    from skinlib.results import RunRecorder
+    from skinlib.registry import RunRecorder
 
     torch.manual_seed(1)
     model = Tied()
@@ -149,12 +149,12 @@ def test_shared_tensors_survive_the_round_trip(data, monkeypatch, tmp_path):
 def test_record_needs_a_spec_with_a_model_and_load_model_needs_a_model(data, monkeypatch, tmp_path):
     monkeypatch.setenv("SKINLIB_WORKSPACE", str(tmp_path))
     catalog, _ = data
-    parts = experiment.by_split(catalog)
+    parts = inputs.by_split(catalog)
     proba = {s: np.full((len(parts[s]), 7), 1 / 7) for s in ("val", "test")}
-    evaluation = experiment.evaluate_splits(parts, proba, n_boot=5)
+    result = evaluation.evaluate_splits(parts, proba, n_boot=5)
     with pytest.raises(ValueError, match="spec=ModelSpec"):
-        experiment.record("exp", "r", {}, parts, evaluation, model=ResidualCNN(7, width=8, blocks=(1,)))
-    experiment.record("exp", "r", {}, parts, evaluation)
+        registry.record("exp", "r", {}, parts, result, model=ResidualCNN(7, width=8, blocks=(1,)))
+    registry.record("exp", "r", {}, parts, result)
     with pytest.raises(FileNotFoundError, match="kept no model"):
         load_model("exp", "r")
     with pytest.raises(FileNotFoundError, match="runs of 'exp': \\['r'\\]"):
@@ -171,7 +171,7 @@ def test_binary_notebook_models_reload_through_the_registry(data, monkeypatch, t
     table = binary.with_target(catalog, "melanoma")
     if num_classes > 1:
         table = table.assign(label=table["label"] % num_classes)
-    parts = experiment.by_split(table)
+    parts = inputs.by_split(table)
     model = binary.make_model("image", 0, backbone, image_size=32, num_classes=num_classes, seed=0)
     mean, std = binary.normalization(model, "image", backbone, False, cache, parts["train"]["image_id"])
     pre = Preprocess(mean, std)
@@ -179,10 +179,10 @@ def test_binary_notebook_models_reload_through_the_registry(data, monkeypatch, t
     batches = {s: Batches(cache, parts[s]["image_id"], parts[s][target], 64) for s in ("val", "test")}
     proba = {s: predict(model, batches[s], pre) for s in ("val", "test")}
     classes = ["rest", "mel"] if num_classes == 1 else ["a", "b", "c"]
-    evaluation = (experiment.evaluate_binary(parts, proba, "mel", n_boot=5) if num_classes == 1 else
-                  experiment.evaluate_splits(parts, proba, n_boot=5, classes=classes))
+    result = (evaluation.evaluate_binary(parts, proba, "mel", n_boot=5) if num_classes == 1 else
+                  evaluation.evaluate_splits(parts, proba, n_boot=5, classes=classes))
     factory, kwargs = binary.model_factory("image", 0, backbone, image_size=32, num_classes=num_classes)
-    experiment.record("binary", "reload", {"backbone": backbone}, parts, evaluation, model=model,
+    registry.record("binary", "reload", {"backbone": backbone}, parts, result, model=model,
                       spec=ModelSpec(factory, kwargs, list(mean), list(std), 32, classes=classes),
                       **({} if num_classes == 1 else {"classes": classes}))
     again, preprocess = load_model("binary", "reload")

@@ -14,9 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from skinlib import paths, stale
-from skinlib.results import RunRecorder, gather
-from skinlib.runner import in_progress, is_done, plan, run_all
+from skinlib import leftovers, paths
+from skinlib.registry import RunRecorder, gather
+from skinlib.run.plan import plan
+from skinlib.run.execute import is_done
+from skinlib.run.schedule import in_progress, run_all
 from test_runner import write_notebook
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
@@ -34,8 +36,8 @@ def host() -> str:
     return paths.owner().split("@")[1]
 
 
-def leftovers(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if stale.leftover(p) is not None)
+def leftover_paths(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if leftovers.leftover(p) is not None)
 
 
 @pytest.mark.parametrize("mask", [0o022, 0o027])
@@ -64,8 +66,8 @@ def test_sweep_removes_what_dead_processes_left_and_keeps_the_rest(workspace):
     ckpt = paths.workspace() / "checkpoints" / "custom_cnn" / "r"
     ckpt.mkdir(parents=True)
     (ckpt / f".last.pt.{pid}.tmp").write_bytes(b"half")
-    report = stale.sweep()
-    assert leftovers(workspace) == sorted([f"results/exp/.r3.partial-{os.getppid()}@{here}",
+    report = leftovers.sweep()
+    assert leftover_paths(workspace) == sorted([f"results/exp/.r3.partial-{os.getppid()}@{here}",
                                            f"results/exp/.r4.partial-{pid}@elsewhere"])
     assert sum("removed" in line for line in report) == 4
     assert any("kept" in line and "host elsewhere" in line for line in report)
@@ -80,7 +82,7 @@ def test_sweep_finishes_a_registry_move_cut_between_its_two_renames(workspace):
     RunRecorder("exp", "old", {"v": 1}).finish()
     os.replace(exp / "new", exp / f".new.partial-{pid}@{here}")       # complete but not moved yet
     os.replace(exp / "old", exp / f".old.old-{pid}@{here}")           # set aside, nothing in its place
-    report = stale.sweep()
+    report = leftovers.sweep()
     assert sorted(p.name for p in exp.iterdir()) == ["new", "old"], report
     assert set(gather()["run"]) == {"new", "old"}
 
@@ -88,7 +90,7 @@ def test_sweep_finishes_a_registry_move_cut_between_its_two_renames(workspace):
 KILLER = """
 import os, signal
 from skinlib import paths
-from skinlib.results import RunRecorder
+from skinlib.registry import RunRecorder
 rec = RunRecorder("exp", "r1", {"n": n})
 rec.metrics({"test": {"accuracy": 0.5}})
 if crash:                                 # the worst moment: recording, a file half-written, then SIGKILL
@@ -101,7 +103,8 @@ rec.finish()
 RUNNER = """
 import sys
 from pathlib import Path
-from skinlib.runner import plan, run_all
+from skinlib.run.plan import plan
+from skinlib.run.schedule import run_all
 root = Path(sys.argv[1])
 runs = plan(root / "notebooks", None, "default")
 for run in runs:
@@ -117,14 +120,14 @@ def test_a_run_killed_while_recording_leaves_nothing_after_the_next_run(tmp_path
                             env=env, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     time.sleep(1)                                                   # the kernel's own SIGKILL has landed
-    assert leftovers(workspace)                                     # the partial run and the half-written file
+    assert leftover_paths(workspace)                                     # the partial run and the half-written file
     assert json.loads((tmp_path / "outputs" / "01_rec.run.json").read_text())["status"] == "running"
 
     again = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path), "ok"], capture_output=True, text=True,
                            env=env, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "cleanup: removed" in again.stdout and ".r1.partial-" in again.stdout
-    assert leftovers(workspace) == [] and leftovers(tmp_path) == []
+    assert leftover_paths(workspace) == [] and leftover_paths(tmp_path) == []
     assert list(gather()["run"]) == ["r1"]
     assert json.loads((tmp_path / "outputs" / "01_rec.run.json").read_text())["status"] == "ok"
     assert "without encryption" not in again.stdout + again.stderr  # no kernel transport warning per notebook
@@ -147,7 +150,7 @@ def test_interrupted_executed_notebook_is_removed(tmp_path):
 
 HOLDER = """
 import sys, time
-from skinlib.stale import RunLock
+from skinlib.run.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
@@ -189,7 +192,7 @@ def test_notices_reach_the_runner_terminal(tmp_path):
     log = io.StringIO()
     assert run_all(runs, tmp_path / "outputs", tmp_path / "notebooks", progress=False, log=log) == 0
     assert "[1/1] 01_a: resumed from the checkpoint after epoch 14" in log.getvalue()
-    assert leftovers(tmp_path) == []
+    assert leftover_paths(tmp_path) == []
 
 
 def test_resume_message_is_a_notice(tmp_path, monkeypatch):
@@ -244,5 +247,5 @@ def test_library_writers_clear_dead_leftovers_too(workspace, ham_dir, capsys):
     (paths.cache_dir() / f"x-16px.partial-{pid}@{host()}").mkdir()
     RunRecorder("exp", "r", {}).finish()
     build_cache(open_catalog(ham_dir), 16, jobs=1)
-    assert leftovers(workspace) == []
+    assert leftover_paths(workspace) == []
     assert capsys.readouterr().err.count("cleanup: removed") == 2

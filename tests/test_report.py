@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from skinlib import report
 from skinlib.data.labels import CLASSES
-from skinlib.results import RunRecorder, gather
+from skinlib.registry import RunRecorder, gather
 
 matplotlib.use("Agg")
 
@@ -108,7 +108,7 @@ def test_split_cost_measures_the_difference_with_an_interval(registry):
 def test_split_cost_compares_cross_fitted_runs_image_by_image(tmp_path):
     """On the same images, the paired design resamples lesions and gives a narrower interval than resampling the
     two sets independently; the measurement runs stay out of the run tables and the ensemble members."""
-    from skinlib.ensemble import registry_runs
+    from skinlib.members import registry_runs
 
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(7), 40)

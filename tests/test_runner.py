@@ -12,7 +12,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from skinlib.runner import ParameterError, is_done, notebook_parameters, plan, run_all, select
+from skinlib.run.plan import ParameterError, notebook_parameters, plan, select
+from skinlib.run.execute import is_done
+from skinlib.run.schedule import run_all
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from test_runner import project, write_notebook  # noqa: F401  (fixture)
 
-from skinlib.experiment import SMOKE_ENV, smoke_subset
-from skinlib.runner import SMOKE_LIMITS, ParameterError, parse_sets, plan, smoke
+from skinlib.inputs import SMOKE_ENV, smoke_subset
+from skinlib.run.plan import ParameterError, SMOKE_LIMITS, parse_sets, plan, smoke
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 

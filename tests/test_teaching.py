@@ -5,6 +5,7 @@ exercise. The autograder tests themselves are ordinary cells of the solution not
 
 from __future__ import annotations
 
+import filecmp
 import os
 import shutil
 import subprocess
@@ -20,9 +21,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import make_teaching  # noqa: E402
 
-from skinlib.kernels import AsyncForkedKernelManager  # noqa: E402
-from skinlib.notebook_format import strip  # noqa: E402
-from skinlib.runner import find_notebooks  # noqa: E402
+from skinlib.run import forked_kernels  # noqa: E402
+from skinlib.run.notebook_format import strip  # noqa: E402
+from skinlib.run.plan import find_notebooks  # noqa: E402
 
 pytest.importorskip("nbgrader", reason="the teaching extra: pip install -e '.[teaching]'")
 
@@ -40,8 +41,14 @@ def first_exercise(nb) -> int:
 
 
 def test_committed_copies_are_what_make_teaching_writes(tmp_path):
-    problems = make_teaching.differences(ROOT / "teaching", tmp_path, make_teaching.write(tmp_path))
-    assert not problems, "run `make teaching` and commit teaching/:\n" + "\n".join(problems)
+    """The students' copies and the nbgrader configuration are committed; the instructor's copies (source/, a copy of
+    notebooks/) are made by `make teaching` and not compared (nor needed here)."""
+    written = make_teaching.write(tmp_path)
+    assert {f.parts[0] for f in written} == {"nbgrader_config.py", "student", "source"}
+    assert all(filecmp.cmp(tmp_path / "source" / p.stem / p.name, p, shallow=False) for p in NOTEBOOKS)
+    problems = make_teaching.differences(ROOT / "teaching", tmp_path, written)
+    assert not problems, "run `make teaching` and commit teaching/student/:\n" + "\n".join(problems)
+    assert not any(p.startswith("source/") for p in problems)
 
 
 def test_check_mode_fails_on_a_stale_copy(tmp_path):
@@ -127,7 +134,7 @@ def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str]:
     os.environ.update(env)
     try:
         client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                                kernel_manager_class=AsyncForkedKernelManager)
+                                kernel_manager_class=forked_kernels.manager_class())
         try:
             client.execute()
         except CellExecutionError as exc:
@@ -161,9 +168,10 @@ def test_student_copies_run_up_to_their_first_exercise(workspace):
 
 
 def test_nbgrader_releases_the_same_copy(tmp_path):
-    """`nbgrader generate_assignment` in the committed course folder releases what teaching/student/ holds."""
+    """`nbgrader generate_assignment` in the course folder `make teaching` writes releases what teaching/student/
+    holds."""
     course = tmp_path / "course"
-    shutil.copytree(ROOT / "teaching", course, ignore=shutil.ignore_patterns("student"))
+    make_teaching.write(course)
     name = NOTEBOOKS[0].stem
     done = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", name, "--no-db"], cwd=course,
                           capture_output=True, text=True)
@@ -177,7 +185,7 @@ def test_nbgrader_releases_the_same_copy(tmp_path):
 def test_lab_profile_is_valid_and_pretrained():
     """params/lab/ fits the notebooks (as `run_all.py --profile lab --list` checks it) and turns pretrained weights
     on wherever a notebook has them; it is run for real on class machines (internet for the weights)."""
-    from skinlib.runner import notebook_parameters, plan
+    from skinlib.run.plan import notebook_parameters, plan
 
     runs = plan(ROOT / "notebooks", ROOT / "params", "lab")
     assert {r.notebook.stem for r in runs} == {p.stem for p in NOTEBOOKS}
@@ -194,7 +202,7 @@ def test_nbgrader_autograde_scores_the_solution_full_and_the_blank_copy_zero(tmp
     """The course folder works as nbgrader's course root: released, submitted, autograded; the autograder tests
     give the solution every autograded point and an unanswered copy none (they can fail)."""
     course = tmp_path / "course"
-    shutil.copytree(ROOT / "teaching", course, ignore=shutil.ignore_patterns("student"))
+    make_teaching.write(course)
     name = "02_splits"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     nbgrader = [sys.executable, "-m", "nbgrader"]

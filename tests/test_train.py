@@ -15,7 +15,8 @@ from skinlib.data.cache import build_cache, channel_stats
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess, augmentation
 from skinlib.models import ResidualCNN
-from skinlib.train import KEEP_CHECKPOINTS, FitConfig, fit, predict, predict_splits
+from skinlib.checkpoints import KEEP_CHECKPOINTS
+from skinlib.train import FitConfig, fit, predict, predict_splits
 
 
 @pytest.fixture(scope="module")

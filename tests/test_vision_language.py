@@ -256,7 +256,7 @@ def test_image_size_reaches_a_given_config():
 def test_every_run_beside_the_papers_numbers():
     import pandas as pd
 
-    from skinlib.reference import beside_all
+    from skinlib.papers import beside_all
 
     vl = pd.DataFrame([
         {"run": "a", "family": "clip", "head": "linear", "weight_decay": 0.0, "augment": "none", "accuracy": 0.5},

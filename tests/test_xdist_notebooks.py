@@ -1,5 +1,5 @@
 """`make test` on several workers (pytest-xdist): the notebooks stay one chain, in order, on one worker; the cores
-are shared out between the workers (skinlib.nbval_plugin)."""
+are shared out between the workers (skinlib.run.nbval_plugin)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from skinlib.nbval_plugin import NOTEBOOK_GROUP, notebook_scope
-from skinlib.runner import THREAD_VARIABLES, cores
+from skinlib.run.nbval_plugin import NOTEBOOK_GROUP, notebook_scope
+from skinlib.run.schedule import THREAD_VARIABLES, cores
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
 
@@ -42,7 +42,7 @@ def suite(tmp_path, monkeypatch):
                                            for i in range(3)]), tmp_path / f"{nb}.ipynb")
     (tmp_path / "test_plain.py").write_text(
         "import time, pytest\n@pytest.mark.parametrize('k', range(6))\ndef test_slow(k):\n    time.sleep(0.5)\n")
-    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p skinlib.nbval_plugin -p no:cacheprovider --nbval-lax\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p skinlib.run.nbval_plugin -p no:cacheprovider --nbval-lax\n")
     monkeypatch.setenv("TRACE", str(tmp_path / "trace.jsonl"))
     for var in THREAD_VARIABLES:
         monkeypatch.delenv(var, raising=False)

@@ -1,20 +1,21 @@
 #!/usr/bin/env python
 """Make the course copies of the notebooks with nbgrader: students' copies and the instructor's nbgrader course.
 
-    python tools/make_teaching.py            # (re)write teaching/ from notebooks/
-    python tools/make_teaching.py --check    # exit 1 when the committed copies differ from what this writes (CI)
+    python tools/make_teaching.py            # (re)write teaching/ from notebooks/ (`make teaching`)
+    python tools/make_teaching.py --check    # exit 1 when the committed students' copies differ from what this writes (CI)
 
 Writes, for every notebook ``notebooks/NN_topic.ipynb`` (the solution notebooks, the ones ``run_all.py`` and
 nbval run):
 
 * ``teaching/source/NN_topic/NN_topic.ipynb``: the instructor's copy, the notebook as it is, in the layout of an
   nbgrader course (``source/<assignment>/``, one assignment per notebook) with ``teaching/nbgrader_config.py``,
-  so that ``nbgrader generate_assignment NN_topic`` and ``nbgrader autograde NN_topic`` run there;
+  so that ``nbgrader generate_assignment NN_topic`` and ``nbgrader autograde NN_topic`` run there; a byte copy of
+  ``notebooks/``, so it is not committed (``.gitignore``): ``make teaching`` makes it where a course is run;
 * ``teaching/student/NN_topic.ipynb``: what ``nbgrader generate_assignment`` releases to students, made here with
   nbgrader's own preprocessors in the order its ``GenerateAssignment`` converter applies them (solutions replaced
   by stubs, hidden tests and outputs removed, graded cells locked and checksummed), without its gradebook
-  database, then stored as the git filter of ``make lab`` stores notebooks. Nothing depends on time or machine:
-  a rerun writes byte-identical files.
+  database, then stored as the git filter of ``make lab`` stores notebooks; committed, with
+  ``teaching/nbgrader_config.py``. Nothing depends on time or machine: a rerun writes byte-identical files.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skinlib.notebook_format import strip  # noqa: E402
-from skinlib.runner import find_notebooks  # noqa: E402
+from skinlib.run.notebook_format import strip  # noqa: E402
+from skinlib.run.plan import find_notebooks  # noqa: E402
 
 TEACHING = ROOT / "teaching"
 CONFIG = '''\
@@ -108,15 +109,28 @@ def write(out: Path, notebooks_dir: Path = ROOT / "notebooks") -> list[Path]:
     return written
 
 
-def differences(committed: Path, fresh: Path, files: list[Path]) -> list[str]:
-    """Files of `fresh` that are missing from or differ in `committed`, and files only `committed` has."""
-    problems = [f"{f}: {'differs' if (committed / f).is_file() else 'missing'}"
-                for f in files if not (committed / f).is_file() or not filecmp.cmp(committed / f, fresh / f, shallow=False)]
+#: what of teaching/ is committed (source/ is a copy of notebooks/, made by `make teaching`, ignored by git)
+COMMITTED = ("student",)
+
+
+def committed(files: list[Path]) -> list[Path]:
+    """Those of `files` (relative to the teaching folder) that are committed: ``nbgrader_config.py`` and the
+    students' copies, not ``source/``."""
+    return [f for f in files if len(f.parts) == 1 or f.parts[0] in COMMITTED]
+
+
+def differences(committed_dir: Path, fresh: Path, files: list[Path]) -> list[str]:
+    """Committed files of `fresh` (see :func:`committed`) that are missing from or differ in `committed_dir`, and
+    files only `committed_dir`'s committed folders have."""
+    files = committed(files)
+    problems = [f"{f}: {'differs' if (committed_dir / f).is_file() else 'missing'}"
+                for f in files if not (committed_dir / f).is_file()
+                or not filecmp.cmp(committed_dir / f, fresh / f, shallow=False)]
     expected = {str(f) for f in files}
-    for sub in ("student", "source"):
-        for extra in sorted((committed / sub).rglob("*")) if (committed / sub).is_dir() else []:
-            if extra.is_file() and str(extra.relative_to(committed)) not in expected:
-                problems.append(f"{extra.relative_to(committed)}: not made from any notebook (remove it)")
+    for sub in COMMITTED:
+        for extra in sorted((committed_dir / sub).rglob("*")) if (committed_dir / sub).is_dir() else []:
+            if extra.is_file() and str(extra.relative_to(committed_dir)) not in expected:
+                problems.append(f"{extra.relative_to(committed_dir)}: not made from any notebook (remove it)")
     return problems
 
 
@@ -130,12 +144,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             problems = differences(args.out, Path(tmp), write(Path(tmp)))
         if problems:
-            print("teaching copies out of date (run `make teaching` and commit):\n  " + "\n  ".join(problems))
+            print("teaching copies out of date (run `make teaching` and commit teaching/student/):\n  "
+                  + "\n  ".join(problems))
             return 1
         print(f"teaching copies up to date ({args.out})")
         return 0
     files = write(args.out)
-    print(f"wrote {len(files)} files under {args.out}: student copies in student/, the nbgrader course in source/")
+    print(f"wrote {len(files)} files under {args.out}: student copies in student/ (committed), the nbgrader course "
+          "in source/ (not committed)")
     return 0
 
 

@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
-from skinlib.notebook_format import clean  # noqa: E402
+from skinlib.run.notebook_format import clean  # noqa: E402
 
 
 def default_run(outputs: Path, path: Path) -> Path | None:
     """For a notebook the default profile runs several times (``params/default/``), the executed copy of the run
     that nbval reproduces: every parameter it sets but ``run_name`` equal to the notebook's default."""
-    from skinlib.runner import notebook_parameters
+    from skinlib.run.plan import notebook_parameters
 
     defaults = {name: p.default for name, p in notebook_parameters(path).items()}
     for record in sorted(outputs.glob(f"{path.stem}--*.run.json")):

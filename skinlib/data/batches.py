@@ -12,7 +12,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .. import knobs
+from .. import parameters
 from .cache import ImageCache
 
 
@@ -38,7 +38,7 @@ class Batches:
     def __init__(self, cache: ImageCache, image_ids: Sequence[str], labels: Sequence[float], batch_size: int,
                  *, shuffle: bool = False, weights: Sequence[float] | None = None, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device = "cpu", features=None):
-        knobs.check("batch_size", batch_size)
+        parameters.check("batch_size", batch_size)
         self.image_ids = np.asarray(image_ids)
         # (N, 3, S, S) uint8 in RAM, transposed once here so that a batch is a plain gather
         self.images = torch.from_numpy(cache.images(self.image_ids)).permute(0, 3, 1, 2).contiguous()

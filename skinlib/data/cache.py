@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .. import knobs, paths, stale
+from .. import leftovers, parameters, paths
 from .catalog import CatalogError, fingerprint
 
 CACHE_VERSION = 1
@@ -115,18 +115,18 @@ def build_cache(
         resample: the resize filter: ``bilinear``, or ``bicubic`` (CLIP's and DINO's preprocessing).
 
     Raises:
-        KnobError: an image size outside :data:`skinlib.knobs.KNOBS`' range.
+        KnobError: an image size outside :data:`skinlib.parameters.KNOBS`' range.
         CatalogError: naming every image that could not be decoded; no cache is left behind.
     """
-    knobs.check("image_size", image_size)
-    knobs.check("resample", resample)
+    parameters.check("image_size", image_size)
+    parameters.check("resample", resample)
     root = Path(root) if root else paths.cache_dir()
     catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
     folder = root / _folder_name(catalog_print, image_size, resample)
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
-        stale.report(stale.sweep(root) if root.is_dir() else [])
+        leftovers.report(leftovers.sweep(root) if root.is_dir() else [])
         tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
         try:
             _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print, resample)

@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from .. import provenance
 from .catalog import (
     Problems, attach_images, find_file, finish, index_images, report_columns, report_duplicates, warn,
 )
@@ -376,6 +377,7 @@ def load_catalog(
             missing or unreadable images), each with counts, the first offenders and how to fix it.
     """
     found_layout, folder = resolve_layout(Path(data_dir), layout)
+    provenance.note("dataset", folder)
     catalog = READERS[found_layout](folder, on_unknown=on_unknown, allow_missing=allow_missing)
     info = synthetic_info(folder)
     catalog.attrs.update(layout=found_layout, root=str(folder), synthetic=info is not None, synthetic_info=info)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .. import knobs, paths
+from .. import parameters, paths, provenance
 from .catalog import fingerprint
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -96,7 +96,7 @@ def make_split(
     """
     given = [float(r) if isinstance(r, (np.integer, np.floating)) else r for r in ratios] \
         if isinstance(ratios, (list, tuple, np.ndarray)) else ratios
-    problem = knobs.problem("ratios", given) or knobs.problem("group_by", group_by)
+    problem = parameters.problem("ratios", given) or parameters.problem("group_by", group_by)
     if problem:
         raise SplitError(problem)
     ratios_arr = np.asarray(ratios, dtype=float)
@@ -267,6 +267,7 @@ def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) 
         available = sorted(p.name for p in paths.splits_dir().iterdir() if (p / "split.csv").is_file())
         raise FileNotFoundError(f"no saved split {str(name_or_folder)!r} (looked in {paths.display_path(folder)}). "
                                 f"Run notebooks/02_splits.ipynb first. Saved splits: {available or 'none'}")
+    provenance.note("split", folder)
     split = pd.read_csv(folder / "split.csv", dtype=str, keep_default_na=False)
     manifest = json.loads((folder / "manifest.json").read_text())
     split.attrs["manifest"] = manifest

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import knobs
-from ..knobs import AUGMENTATIONS, INTERPOLATIONS  # noqa: F401  (the names allowed, kept importable here)
+from .. import parameters
 
 _GRAY = torch.tensor([0.299, 0.587, 0.114])
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -108,7 +107,7 @@ class Augment(nn.Module):
 
     def __init__(self, interpolation: str = "bilinear"):
         super().__init__()
-        knobs.check("interpolation", interpolation)
+        parameters.check("interpolation", interpolation)
         self.interpolation = interpolation
         self.scratch = Scratch()
 
@@ -247,7 +246,7 @@ def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
     `interpolation` samples the one composed geometric warp: ``bilinear`` (smoother, the default) or
     ``nearest`` (torchvision's default for rotation and translation; about twice as fast on a CPU).
     """
-    knobs.check("augment", kind)
+    parameters.check("augment", kind)
     if kind == "study_a":
         return StudyAAugment(interpolation)
     if kind == "study_e":

@@ -9,30 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import knobs
+from .factories import BACKBONES, check, register_model, timm_name
 from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
-
-#: Names the studies use -> timm model (with the pretrained tag loaded when ``pretrained=True``).
-BACKBONES: dict[str, str] = {
-    "resnet18": "resnet18.a1_in1k",
-    "resnet50": "resnet50.a1_in1k",
-    "vgg19": "vgg19.tv_in1k",
-    "xception": "legacy_xception.tf_in1k",
-    "inception_resnet_v2": "inception_resnet_v2.tf_in1k",
-    "mobilenetv2": "mobilenetv2_100.ra_in1k",
-    "vit_base_patch32_224": "vit_base_patch32_224.augreg_in21k_ft_in1k",
-    "vit_small_patch16_224.dino": "vit_small_patch16_224.dino",
-}
-_ALIASES = {"dino": "vit_small_patch16_224.dino", "dino_vits16": "vit_small_patch16_224.dino",
-            "vit_b32": "vit_base_patch32_224", "mobilenet_v2": "mobilenetv2", "inceptionresnetv2": "inception_resnet_v2",
-            "legacy_xception": "xception"}
-
-
-def timm_name(name: str) -> str:
-    """The timm model (with tag) for a study name, an alias, or any timm name."""
-    key = _ALIASES.get(name, name)
-    return BACKBONES.get(key, key)
-
 
 def _weights_file(model: str, weights_dir: Path) -> Path | None:
     arch = model.split(".")[0]
@@ -68,6 +46,7 @@ class Backbone(nn.Module):
         return self.head(self.features(x))
 
 
+@register_model("backbone")
 def create_backbone(
     name: str,
     num_classes: int = 7,
@@ -95,7 +74,7 @@ def create_backbone(
         drop_rate: dropout before the head.
 
     Raises:
-        KnobError: a head, freeze fraction, image size or dropout outside what :data:`skinlib.knobs.KNOBS` allows.
+        KnobError: a head, freeze fraction, image size or dropout outside what :func:`skinlib.models.factories.rules` allow.
         ValueError: an unknown backbone name.
         WeightsError: when pretrained weights are asked for and cannot be loaded, saying where to put them.
     """
@@ -103,9 +82,10 @@ def create_backbone(
         warnings.filterwarnings("ignore", message="IProgress not found")   # ipywidgets; text bars work
         import timm
 
-    knobs.check_all({"head": head, "freeze_fraction": freeze_fraction, "drop_rate": drop_rate})
-    if image_size is not None:
-        knobs.check("image_size", image_size)
+    for knob, value in (("head", head), ("freeze_fraction", freeze_fraction), ("drop_rate", drop_rate),
+                        ("image_size", image_size)):
+        if value is not None:
+            check(knob, value)
     model_name = timm_name(name)
     if not timm.is_model(model_name.split(".")[0]):
         raise ValueError(f"unknown backbone {name!r}; use one of {', '.join(BACKBONES)} or a timm model name")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .factories import register_model
+
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm; a 1x1 projection shortcut when the shape changes."""
@@ -26,6 +28,7 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+@register_model("residual_cnn")
 class ResidualCNN(nn.Module):
     """7x7/2 stem, max-pool, stages of basic blocks doubling the width, global average pool, linear head.
 

@@ -1,8 +1,8 @@
 """Model specifications: how to rebuild a recorded model from plain JSON, never from pickles.
 
 A run folder keeps ``model.safetensors`` (the weights) and ``model.json`` (a :class:`ModelSpec`: a factory
-name from :data:`FACTORIES`, its keyword arguments, and the evaluation preprocessing). Other model kinds plug in
-by adding their factory to :data:`FACTORIES` (e.g. ``FACTORIES["clip_probe"] = build_clip_probe``).
+name registered in :data:`skinlib.models.factories.FACTORIES`, its keyword arguments, and the evaluation
+preprocessing). Other model kinds plug in by registering their factory (``@register_model("clip_probe")``).
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .backbones import create_backbone
-from .custom_cnn import ResidualCNN
-from .fusion import create_fusion, create_image_model, create_metadata_mlp
-from .vision_language import create_blip, create_clip
+# the model modules register their factories when imported (register_model)
+from . import backbones, custom_cnn, fusion, image_branch, metadata_mlp, vision_language  # noqa: F401
+from .factories import FACTORIES
 
-#: Factory name -> callable building the (untrained) model from JSON-able keyword arguments.
-FACTORIES: dict[str, Callable[..., nn.Module]] = {
-    "residual_cnn": ResidualCNN,
-    "backbone": create_backbone,
-    "clip": create_clip,
-    "blip": create_blip,
-    "image_model": create_image_model,          # binary tasks (07): image only, one logit
-    "metadata_mlp": create_metadata_mlp,        # binary tasks: metadata only (its input: the run's metadata features)
-    "fusion": create_fusion,                    # binary tasks: image + metadata
-}
+
+def factory(name: str) -> Callable[..., nn.Module]:
+    """The model factory registered as `name` (ValueError listing the registered ones).
+
+    Args:
+        name: e.g. ``backbone``, ``clip``, ``fusion`` (:data:`skinlib.models.factories.FACTORIES`).
+    """
+    if name not in FACTORIES:
+        raise ValueError(f"unknown model factory {name!r}; known factories: {', '.join(sorted(FACTORIES))} "
+                         "(register a new kind with @skinlib.models.factories.register_model)")
+    return FACTORIES[name]
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ModelSpec:
     """What rebuilds a model and its evaluation preprocessing.
 
     Args:
-        factory: a key of :data:`FACTORIES`.
+        factory: a name registered in :data:`skinlib.models.factories.FACTORIES`.
         kwargs: keyword arguments of the factory (JSON values only: numbers, strings, lists, dicts, None).
         mean, std: per-channel normalisation the model was trained with.
         image_size: side of the input images.
@@ -85,17 +85,14 @@ def build_model(spec: ModelSpec) -> nn.Module:
         spec: the model specification.
 
     Raises:
-        ValueError: for a factory not in :data:`FACTORIES` (the message lists them).
+        ValueError: for a factory not registered (the message lists those that are).
     """
-    if spec.factory not in FACTORIES:
-        raise ValueError(f"unknown model factory {spec.factory!r}; known factories: {', '.join(sorted(FACTORIES))} "
-                         "(add new kinds to skinlib.models.spec.FACTORIES)")
-    factory = FACTORIES[spec.factory]
+    build = factory(spec.factory)
     kwargs = dict(spec.kwargs)
     try:
-        accepts = inspect.signature(factory).parameters
+        accepts = inspect.signature(build).parameters
     except (TypeError, ValueError):
         accepts = {}
     if "pretrained" in accepts:
         kwargs["pretrained"] = False
-    return factory(**kwargs)
+    return build(**kwargs)

@@ -24,17 +24,10 @@ from torch.nn import functional as F
 
 from ..data.labels import CLASSES, LONG_NAMES
 from .backbones import freeze
+from .factories import register_model
+from .heads import make_head
 from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
 
-#: Narrow architectures for the quick CPU run, trained from scratch through the same code path as the real
-#: models: an open_clip model config (ViT image tower, small text tower) and a ``BlipVisionConfig``.
-TINY_CLIP: dict[str, Any] = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
-}
-TINY_BLIP: dict[str, Any] = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                             "num_attention_heads": 2, "image_size": 64, "patch_size": 8}
 #: BLIP's configs initialise weights with a standard deviation of 1e-10 (meant to be overwritten by a checkpoint);
 #: a tower trained from scratch starts from ViT's usual 0.02 instead, unless `config` says otherwise.
 SCRATCH_INIT_STD = 0.02
@@ -92,14 +85,6 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
-
-
-def _head(kind: str, dim: int, num_classes: int, hidden: int, dropout: float) -> nn.Module:
-    if kind in ("linear", "prompt"):
-        return nn.Linear(dim, num_classes)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
-    raise ValueError(f"unknown head {kind!r}: use 'linear', 'mlp' or 'prompt' (CLIP only)")
 
 
 class CLIPClassifier(nn.Module):
@@ -164,6 +149,7 @@ def _clip_source(name: str, tag: str | None) -> str:
     return f"the checkpoint of open_clip's {name} / {tag} (open_clip.list_pretrained() lists them)"
 
 
+@register_model("clip")
 def create_clip(
     name: str = "ViT-B-32",
     num_classes: int = 7,
@@ -265,7 +251,7 @@ def create_clip(
     if dim is None:                                           # towers without the attribute (timm-based ones)
         with torch.no_grad():
             dim = clip.eval().encode_image(torch.zeros(1, 3, int(size), int(size))).shape[-1]
-    top = _head(head, dim, num_classes, hidden, dropout)
+    top = make_head(head, dim, num_classes, hidden=hidden, dropout=dropout)
     pretrained_cfg = {"mean": tuple(cfg.get("mean", _CLIP_MEAN)), "std": tuple(cfg.get("std", _CLIP_STD)),
                       "input_size": (3, int(size), int(size))}
     model = CLIPClassifier(clip, top, tokenizer, normalize=head == "prompt", class_names=names,
@@ -379,6 +365,7 @@ def _load_blip_vision(source: str) -> tuple[nn.Module, tuple, tuple, int]:
     return full.vision_model, mean, std, full.vision_model.config.image_size
 
 
+@register_model("blip")
 def create_blip(
     name: str = "Salesforce/blip-image-captioning-base",
     num_classes: int = 7,
@@ -453,6 +440,7 @@ def create_blip(
     for module in trained:
         for p in module.parameters():
             p.requires_grad_(True)
-    top = _head(head if head != "prompt" else "?", visual.config.hidden_size, num_classes, hidden, dropout)
+    top = make_head(head if head != "prompt" else "?", visual.config.hidden_size, num_classes, hidden=hidden,
+                    dropout=dropout)
     return BLIPClassifier(visual, top, {"mean": tuple(mean), "std": tuple(std), "input_size": (3, size, size)},
                           interpolate=size != native)
