@@ -97,11 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
                      progress=not args.no_progress, wait=args.wait,
                      after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs)
-    report = out_dir / f"{REPORT_NOTEBOOK}.ipynb"
-    if any(run.notebook.stem == REPORT_NOTEBOOK for run in runs) and report.is_file():
-        from skinlib.report import export_html
+    report = next((run for run in runs if run.notebook.stem == REPORT_NOTEBOOK), None)
+    if report is not None:
+        why = why_pending(out_dir, report)     # never export a report older than what it reads
+        if why is None:
+            from skinlib.report import export_html
 
-        print(f"report (HTML, open it in a browser): {export_html(report, out_dir / 'report.html')}", flush=True)
+            html = export_html(out_dir / f"{report.name}.ipynb", out_dir / "report.html")
+            print(f"report (HTML, open it in a browser): {html}", flush=True)
+        else:
+            print(f"no report exported: {report.name} is not up to date ({why})", flush=True)
     return status
 
 

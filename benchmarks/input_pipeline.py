@@ -33,7 +33,8 @@ from skinlib.data import load_catalog  # noqa: E402
 from skinlib.data.batches import Batches  # noqa: E402
 from skinlib.data.cache import build_cache  # noqa: E402
 from skinlib.data.synthetic import generate  # noqa: E402
-from skinlib.data.transforms import INTERPOLATIONS, Preprocess, augmentation  # noqa: E402
+from skinlib.parameters import INTERPOLATIONS  # noqa: E402
+from skinlib.data.transforms import Preprocess, augmentation  # noqa: E402
 
 MEAN, STD = (0.76, 0.62, 0.55), (0.14, 0.14, 0.13)
 

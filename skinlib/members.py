@@ -13,8 +13,9 @@ import pandas as pd
 
 from .data.labels import CLASSES
 from .ensemble import STUDY_E_SPECIALISTS, Specialist
+from . import provenance
 from .notebook import notice
-from .registry import SPLIT_COST, gather, load_run
+from .registry import SPLIT_COST, experiment_folders, gather, load_run
 
 
 @dataclass
@@ -98,11 +99,8 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
             which runs on other splits are left out (e.g. a profile's run on the image-level split in the same
             workspace); None: every split.
     """
-    from . import paths
-
-    base = Path(root) if root else paths.results_dir()
     if experiments is None:
-        experiments = sorted(p.name for p in base.iterdir() if p.is_dir() and p.name not in exclude) if base.is_dir() else []
+        experiments = [p.name for p in experiment_folders(root) if p.name not in exclude]
     frames = []
     for experiment in experiments:
         table = gather(experiment, root=root, split="val",
@@ -184,6 +182,8 @@ def binary_runs(root: Path | None = None) -> pd.DataFrame:
     from . import paths
 
     base = Path(root) if root else paths.results_dir()
+    for experiment in experiment_folders(base):
+        provenance.note("registry-experiment", experiment)
     rows = []
     for folder in sorted(base.glob("*/*/predictions.csv")) if base.is_dir() else []:
         run = folder.parent

@@ -66,8 +66,12 @@ def _is_parameter_cell(source: str) -> bool:
 
 
 def _assigned(source: str) -> list[str]:
-    """The names a cell assigns at top level, in order."""
-    names = [t.id for node in ast.parse(source).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+    """The names a cell assigns at top level, in order (none for a cell that is not Python, e.g. a %magic)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return []
+    names = [t.id for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
              for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)]
     return list(dict.fromkeys(names))
 
@@ -123,13 +127,15 @@ def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
 
     Where they come from:
 
-    * in JupyterLab (and VS Code) the kernel knows its notebook file (``__session__``, which ipykernel sets from
-      ``$JPY_SESSION_NAME``; ``__vsc_ipynb_file__``): the names its saved ``parameters`` cell assigns;
-    * under papermill (``run_all.py``), nbclient and nbval the kernel is not told its notebook, but they run the
-      cells top to bottom, so the parameters cell (and papermill's injected-parameters cell) ran just before the
-      cell that calls this: the names those cells of ``name = literal`` assignments set (a parameters cell has this
-      form: papermill and ``run_all.py``'s checks read it so). They are read from IPython's input history (``_ih``
-      in `namespace`), or, where the cells run without history (nbval), from the cell IPython executed last.
+    * the cells run just before the calling one: papermill (``run_all.py``), nbclient, nbval and a reader's Run All
+      run the cells top to bottom, so the parameters cell (and papermill's injected-parameters cell) ran just
+      before: the names those cells of ``name = literal`` assignments set (the form papermill and ``run_all.py``'s
+      checks read). They are read from IPython's input history (``_ih`` in `namespace`), or, where cells run
+      without history (nbval), from the cell IPython executed last;
+    * in JupyterLab (or VS Code), whose kernel knows its notebook file (``__session__``, which ipykernel sets from
+      ``$JPY_SESSION_NAME``; ``__vsc_ipynb_file__``), also the names the saved ``parameters`` cell assigns, first:
+      cells run out of order, a scratch cell run before this one, and a parameter added but not saved yet are
+      all covered.
 
     Args:
         namespace: the notebook's ``globals()``.
@@ -138,14 +144,13 @@ def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
         RuntimeError: when neither tells the parameters (e.g. called outside a notebook, or after other cells than
             the parameters cell, without a notebook file the kernel knows): says what to do.
     """
+    sources = _cells_of_history(namespace.get("_ih") or [])
+    if not sources and (previous := _previous_cell(namespace)) is not None:
+        sources = _cells_of_history([previous, ""])
     path = _notebook_file(namespace)
-    source = _cell_of_file(path) if path is not None else None
-    if source is not None:
-        sources = [source]
-    else:
-        sources = _cells_of_history(namespace.get("_ih") or [])
-        if not sources and (previous := _previous_cell(namespace)) is not None:
-            sources = _cells_of_history([previous, ""])
+    saved = _cell_of_file(path) if path is not None else None
+    if saved is not None:                       # JupyterLab: the saved cell, and what ran just before, not saved yet
+        sources = [saved, *sources]
     names = list(dict.fromkeys(n for source in sources for n in _assigned(source)))
     if not names:
         raise RuntimeError("setup() found no parameters cell: run the notebook's parameters cell (tagged "

@@ -10,9 +10,14 @@ A version is cheap to compute and changes whenever the input does: a registry ru
 its finish time by every run), an experiment's runs and their ``run.json``, a split's two files, a dataset folder's
 metadata files (names, sizes, modification times).
 
-Runs of one notebook may read each other's registry runs (05's comparison table lists every transfer run), but do
-not depend on them (``run_all.py --jobs`` runs them side by side): the registry notes the notebook that wrote each
-run (:data:`WRITER_ENV`, kept in ``run.json``), and :func:`version` leaves out the runs the reading notebook wrote.
+A run depends only on what earlier notebooks wrote. Runs of one notebook may read each other's registry runs (05's
+comparison table lists every transfer run) without depending on them (``run_all.py --jobs`` runs them side by side),
+and 08, listing the whole registry, does not depend on 09's explanations written after it: the registry keeps the
+notebook that wrote each run (:data:`WRITER_ENV`, in ``run.json``), and :func:`version` counts only runs written by
+an earlier notebook (by number) or outside ``run_all.py``.
+
+Each version is taken when the input is read (in the notebook's kernel), so an input rewritten while the run was
+reading it counts as changed the next time.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ READS_ENV = "SKINLIB_READS"
 #: the notebook (stem, e.g. ``05_transfer_learning``) whose run is executing (set by the runner)
 WRITER_ENV = "SKINLIB_NOTEBOOK"
 
-KINDS = ("registry-run", "registry-experiment", "split", "dataset")
+KINDS = ("registry", "registry-experiment", "registry-run", "split", "dataset")
 
 
 def writer() -> str:
@@ -36,28 +41,36 @@ def writer() -> str:
 
 
 def note(kind: str, path: str | os.PathLike) -> None:
-    """Note that the current run read `path` (nothing happens outside ``run_all.py``).
+    """Note that the current run read `path`, with its version now (nothing happens outside ``run_all.py``).
 
     Args:
-        kind: one of :data:`KINDS`.
-        path: the input's folder.
+        kind: one of :data:`KINDS` (``registry``: the registry folder listed; ``registry-experiment``: an
+            experiment's runs listed; ``registry-run``, ``split``, ``dataset``: one folder).
+        path: the input's folder (noted also when it does not exist yet: it counts as changed when it appears).
     """
     channel = os.environ.get(READS_ENV)
     if not channel:
         return
     if kind not in KINDS:
         raise ValueError(f"unknown kind of input {kind!r}; kinds: {', '.join(KINDS)}")
+    key = f"{kind}:{Path(path).resolve()}"
     with open(channel, "a") as fh:
-        fh.write(f"{kind}:{Path(path).resolve()}\n")
+        fh.write(f"{key}\t{version(key, writer())}\n")
 
 
-def noted(channel: str | os.PathLike) -> list[str]:
-    """The inputs noted in a reads file (``kind:/abs/path``), each once, in order (none when the file is missing)."""
+def noted(channel: str | os.PathLike) -> dict[str, str]:
+    """The inputs noted in a reads file: key (``kind:/abs/path``) -> its version when first read, in reading order
+    (empty when the file is missing)."""
     try:
         lines = Path(channel).read_text().splitlines()
     except FileNotFoundError:
-        return []
-    return list(dict.fromkeys(line for line in lines if line.strip()))
+        return {}
+    found: dict[str, str] = {}
+    for line in lines:
+        key, _, seen = line.partition("\t")
+        if key.strip():
+            found.setdefault(key, seen)
+    return found
 
 
 def _sha(*parts: bytes) -> str:
@@ -82,33 +95,62 @@ def _run_writer(folder: Path) -> str:
         return ""
 
 
-def version(key: str, reader: str = "") -> str:
-    """The current version of an input noted as ``kind:/abs/path``; 'missing' when it is gone.
+def upstream(writer_: str, reader: str) -> bool:
+    """Whether a registry run written by notebook `writer_` is an input of notebook `reader`: written outside
+    ``run_all.py`` (no writer), or by an earlier notebook (``05_...`` before ``08_...``; notebooks without a number:
+    any other one).
 
     Args:
-        key: a line of the reads file (:func:`note`).
-        reader: the reading notebook's stem: registry runs it wrote itself are left out.
+        writer_, reader: notebook stems ('' when unknown).
+    """
+    if not writer_ or not reader:
+        return True
+    a, b = writer_[:2], reader[:2]
+    if a.isdigit() and b.isdigit():
+        return a < b
+    return writer_ != reader
+
+
+def _runs(experiment: Path, reader: str) -> list[Path]:
+    """The finished runs of an experiment folder that are inputs of `reader` (:func:`upstream`)."""
+    return sorted(p for p in experiment.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "run.json").is_file() and upstream(_run_writer(p), reader))
+
+
+def version(key: str, reader: str = "") -> str:
+    """The current version of an input noted as ``kind:/abs/path``: 'missing' when it is not there, 'unknown' for a
+    kind this skinlib does not know (a record of another version: counted as changed).
+
+    Args:
+        key: an input (:func:`note`).
+        reader: the reading notebook's stem: registry runs it, or a later notebook, wrote are left out.
     """
     kind, _, text = key.partition(":")
     path = Path(text)
+    if kind == "registry":
+        if not path.is_dir():
+            return "missing"
+        experiments = [p for p in sorted(path.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+        return _sha(*(p.name.encode() for p in experiments if _runs(p, reader)))
     if kind == "registry-run":
         if not (path / "run.json").is_file():
             return "missing"
-        return "own" if reader and _run_writer(path) == reader else _sha(_read(path / "run.json"))
+        return "own" if not upstream(_run_writer(path), reader) else _sha(_read(path / "run.json"))
     if kind == "registry-experiment":
         if not path.is_dir():
             return "missing"
-        runs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")
-                      and (p / "run.json").is_file() and not (reader and _run_writer(p) == reader))
-        return _sha(*(p.name.encode() + b"=" + _read(p / "run.json") for p in runs))
+        return _sha(*(p.name.encode() + b"=" + _read(p / "run.json") for p in _runs(path, reader)))
     if kind == "split":
         return _sha(_read(path / "manifest.json"), _read(path / "split.csv")) if path.is_dir() else "missing"
     if kind == "dataset":
         if not path.is_dir():
             return "missing"
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        return _sha(*(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}".encode() for p in files))
-    raise ValueError(f"unknown kind of input in {key!r}; kinds: {', '.join(KINDS)}")
+        entries = []
+        for p in sorted(path.iterdir()):            # metadata files, and image folders (a folder's time changes
+            info = p.stat()                          # when images are added, removed or renamed in it)
+            entries.append(f"{p.name}:{info.st_size if p.is_file() else 'dir'}:{info.st_mtime_ns}".encode())
+        return _sha(*entries)
+    return "unknown"
 
 
 def versions(keys: list[str], reader: str = "") -> dict[str, str]:
@@ -120,10 +162,14 @@ def describe(key: str) -> str:
     """An input in words, for ``run_all.py --list`` (e.g. ``registry run transfer/resnet18``)."""
     kind, _, text = key.partition(":")
     path = Path(text)
+    if kind == "registry":
+        return "the registry's experiments"
     if kind == "registry-run":
         return f"registry run {path.parent.name}/{path.name}"
     if kind == "registry-experiment":
         return f"the registry's runs of {path.name!r}"
     if kind == "split":
         return f"split {path.name!r}"
-    return f"dataset {path}"
+    if kind == "dataset":
+        return f"dataset {path}"
+    return key

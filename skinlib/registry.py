@@ -140,17 +140,27 @@ def load_run(experiment: str, run: str, root: Path | None = None) -> RunResult:
     return RunResult(folder, read("params.json"), read("metrics.json"), read("run.json"))
 
 
+def experiment_folders(root: Path | None = None) -> list[Path]:
+    """The registry's experiment folders (hidden ones left out), noted as read (:mod:`skinlib.provenance`).
+
+    Args:
+        root: the registry folder (default: the workspace's).
+    """
+    base = Path(root) if root else paths.results_dir()
+    provenance.note("registry", base)
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
+
+
 def gather(experiment: str | None = None, root: Path | None = None, split: str = "test",
            params: tuple[str, ...] = ()) -> pd.DataFrame:
     """One row per finished run: experiment, run, the chosen `params`, and the metrics of `split`."""
     base = Path(root) if root else paths.results_dir()
     rows = []
-    experiments = [base / experiment] if experiment else sorted(
-        p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    experiments = [base / experiment] if experiment else experiment_folders(base)
     for exp in experiments:
+        provenance.note("registry-experiment", exp)           # also when missing: a run appearing there is new input
         if not exp.is_dir():
             continue
-        provenance.note("registry-experiment", exp)
         for folder in sorted(p for p in exp.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if not (folder / "run.json").is_file():
                 continue

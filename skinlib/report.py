@@ -13,10 +13,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths
+from . import metrics, paths, provenance
 from .data.labels import CLASSES
 from .papers import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
-from .registry import SPLIT_COST, gather, load_run
+from .registry import SPLIT_COST, experiment_folders, gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
 FAMILIES: dict[str, str] = {"random_forest": "random forest", "custom_cnn": "custom CNN", "transfer": "transfer",
@@ -206,6 +206,8 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
         seed: seed of the resampling.
     """
     base = Path(root) if root else paths.results_dir()
+    for name in (grouped, image_level):
+        provenance.note("registry-run", base / name)         # also when missing: its appearance is new input
     missing = [name for name in (grouped, image_level) if not (base / name / "run.json").is_file()]
     if missing:
         return pd.Series({"not run": ", ".join(missing),
@@ -297,6 +299,8 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "", ax=Non
 def isic_csvs(root: Path | None = None) -> pd.DataFrame:
     """Every ISIC 2018 scoring CSV in the registry, with its run and number of images."""
     base = Path(root) if root else paths.results_dir()
+    for experiment in experiment_folders(base):
+        provenance.note("registry-experiment", experiment)
     rows = []
     for path in sorted(base.glob("*/*/isic_test_predictions.csv")):
         if path.parent.name.startswith("."):

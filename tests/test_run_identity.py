@@ -37,6 +37,12 @@ from skinlib.registry import gather
 gather()
 open("report.txt", "a").write("ran\\n")
 """
+WHOLE = """
+from skinlib.registry import RunRecorder, gather
+gather()                               # the whole registry, as 08's candidate members and 10's tables
+rec = RunRecorder(experiment, "r", {})
+rec.finish()
+"""
 
 
 @pytest.fixture
@@ -108,9 +114,11 @@ def test_what_a_notebook_reads_is_noted_and_a_changed_dataset_or_split_is_seen(h
     monkeypatch.setenv(provenance.READS_ENV, str(reads))
     open_catalog(ham_dir)
     load_split(split)
-    keys = provenance.noted(reads)
+    seen = provenance.noted(reads)
+    keys = list(seen)
     assert [k.split(":")[0] for k in keys] == ["dataset", "split"]
     before = provenance.versions(keys)
+    assert before == seen, "each input noted with its version when read"
     metadata = ham_dir / "HAM10000_metadata.csv"
     metadata.write_text(metadata.read_text() + "\n")            # the dataset's metadata rewritten
     (split / "split.csv").write_text((split / "split.csv").read_text())    # the same rows written again
@@ -120,7 +128,29 @@ def test_what_a_notebook_reads_is_noted_and_a_changed_dataset_or_split_is_seen(h
     assert after[keys[1]] == before[keys[1]], "a split is its content: the same rows written again change nothing"
     monkeypatch.delenv(provenance.READS_ENV)
     open_catalog(ham_dir)                                           # outside run_all.py: nothing noted
-    assert provenance.noted(reads) == keys
+    assert provenance.noted(reads) == seen
+
+
+def test_a_run_depends_on_earlier_notebooks_only_and_sees_a_new_experiment(tmp_path):
+    """08 lists the whole registry, then 09 writes to it: 08 does not depend on 09 (no rerun after a full run); a run
+    appearing in a new experiment (a notebook that failed before, or one written by hand) reruns both."""
+    nbs = tmp_path / "notebooks"
+    write_notebook(nbs / "08_whole.ipynb", WHOLE, params="experiment = 'ensembles'  # where it writes")
+    write_notebook(nbs / "09_whole.ipynb", WHOLE, params="experiment = 'explanations'  # where it writes")
+    out = tmp_path / "outputs"
+    runs = plan(nbs, None, "default")
+    assert run_all(runs, out, nbs, progress=False, log=io.StringIO()) == 0
+    assert [why_pending(out, r) for r in runs] == [None, None]
+    from skinlib.registry import RunRecorder
+
+    RunRecorder("vision_language", "clip", {}).finish()      # outside run_all.py: an input of every notebook
+    assert all("the registry's experiments" in why_pending(out, r) for r in runs)
+
+
+def test_an_unknown_kind_of_input_counts_as_changed():
+    assert provenance.version("from-a-newer-skinlib:/x") == "unknown"
+    assert provenance.upstream("05_transfer", "08_ensembles") and not provenance.upstream("09_gradcam", "08_ensembles")
+    assert not provenance.upstream("08_a", "08_b") and provenance.upstream("", "08_ensembles")
 
 
 def test_the_library_version_covers_skinlib_but_not_the_runner(tmp_path):

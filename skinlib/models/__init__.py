@@ -1,20 +1,41 @@
 """Models: the custom residual CNN, the timm backbone factory, CLIP / BLIP classifiers, the binary tasks' image
-branch, metadata MLP and fusion, and the HOG + random-forest pipeline. Importing the package registers every
-factory (:mod:`skinlib.models.factories`)."""
+branch, metadata MLP and fusion, and the HOG + random-forest pipeline.
 
-from .backbones import create_backbone, input_size_of, normalization_of
-from .custom_cnn import ResidualCNN
-from .factories import BACKBONES, FACTORIES, TINY_BLIP, TINY_CLIP, register_model
-from .fusion import FusionNet, create_fusion
-from .image_branch import ImageClassifier, create_image_model, image_encoder
-from .metadata_mlp import MetadataMLP, create_metadata_mlp
-from .spec import ModelSpec, build_model
-from .vision_language import (BLIP_MODELS, PROMPT_SETS, BLIPClassifier, CLIPClassifier, create_blip, create_clip,
-                              zero_shot, zero_shot_many)
-from .weights import WeightsError, hub_reachable
+The names below are loaded on first use (PEP 562), so that ``skinlib.models.factories`` (names and rules, read by
+``run_all.py``'s parameter check) imports without torch. :mod:`skinlib.models.spec` imports every model module, which
+registers its factories (:mod:`skinlib.models.factories`).
+"""
 
-__all__ = ["BACKBONES", "BLIP_MODELS", "BLIPClassifier", "CLIPClassifier", "FACTORIES", "FusionNet", "ImageClassifier",
-           "MetadataMLP", "ModelSpec", "PROMPT_SETS", "ResidualCNN", "TINY_BLIP", "TINY_CLIP", "WeightsError",
-           "build_model", "create_backbone", "create_blip", "create_clip", "create_fusion", "create_image_model",
-           "create_metadata_mlp", "hub_reachable", "image_encoder", "input_size_of", "normalization_of",
-           "register_model", "zero_shot", "zero_shot_many"]
+from __future__ import annotations
+
+import importlib
+
+#: public name -> the module of this package that defines it
+_EXPORTS = {
+    "create_backbone": "backbones", "input_size_of": "backbones", "normalization_of": "backbones",
+    "ResidualCNN": "custom_cnn",
+    "BACKBONES": "factories", "FACTORIES": "factories", "TINY_BLIP": "factories", "TINY_CLIP": "factories",
+    "register_model": "factories",
+    "FusionNet": "fusion", "create_fusion": "fusion",
+    "ImageClassifier": "image_branch", "create_image_model": "image_branch", "image_encoder": "image_branch",
+    "MetadataMLP": "metadata_mlp", "create_metadata_mlp": "metadata_mlp",
+    "ModelSpec": "spec", "build_model": "spec",
+    "BLIP_MODELS": "vision_language", "PROMPT_SETS": "vision_language", "BLIPClassifier": "vision_language",
+    "CLIPClassifier": "vision_language", "create_blip": "vision_language", "create_clip": "vision_language",
+    "zero_shot": "vision_language", "zero_shot_many": "vision_language",
+    "WeightsError": "weights", "hub_reachable": "weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

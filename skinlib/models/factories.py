@@ -26,7 +26,9 @@ def register_model(name: str) -> Callable[[Callable], Callable]:
         name: the name a model spec stores (``backbone``, ``clip``, ``fusion``, ...).
     """
     def add(factory: Callable) -> Callable:
-        if FACTORIES.get(name, factory) is not factory:
+        known = FACTORIES.get(name, factory)
+        same = (known.__module__, known.__qualname__) == (factory.__module__, factory.__qualname__)   # reloaded
+        if not same:
             raise ValueError(f"a model factory named {name!r} is registered already ({FACTORIES[name].__module__})")
         FACTORIES[name] = factory
         return factory

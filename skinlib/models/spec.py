@@ -7,8 +7,11 @@ preprocessing). Other model kinds plug in by registering their factory (``@regis
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from torch import nn
@@ -24,6 +27,9 @@ def factory(name: str) -> Callable[..., nn.Module]:
     Args:
         name: e.g. ``backbone``, ``clip``, ``fusion`` (:data:`skinlib.models.factories.FACTORIES`).
     """
+    if name not in FACTORIES:                   # a model module added to the package but not imported above
+        for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            importlib.import_module(f"{__package__}.{module.name}")
     if name not in FACTORIES:
         raise ValueError(f"unknown model factory {name!r}; known factories: {', '.join(sorted(FACTORIES))} "
                          "(register a new kind with @skinlib.models.factories.register_model)")

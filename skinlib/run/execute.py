@@ -56,6 +56,10 @@ def _sha(text: bytes) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
+#: set by jupyter_server for the kernels of a notebook (its path); ipykernel makes it ``__session__``
+SESSION_ENV = "JPY_SESSION_NAME"
+
+
 #: what a run's identity is made of, in the words ``--list`` uses when one changed
 IDENTITY = {"notebook": "the notebook changed", "parameters": "its parameters changed",
             "data": "$SKINLIB_DATA changed", "library": "skinlib's code changed"}
@@ -85,15 +89,18 @@ def why_pending(out_dir: Path, run: Run) -> str | None:
     if not (out_dir / f"{run.name}.ipynb").is_file():
         return "its executed notebook is missing"
     info = _read_record(record)
-    if info.get("status") != "ok":
-        return f"its last run {info.get('status', 'has no status')}"
+    status = info.get("status")
+    if status != "ok":
+        return {"failed": "its last run failed", "running": "its last run did not finish"}.get(
+            status, "its run record has no status")
     old = info.get("identity")
     if not isinstance(old, dict):
         return "recorded by an older skinlib"
-    reasons = [words for key, words in IDENTITY.items() if old.get(key) != identity(run)[key]]
+    now = identity(run)
+    reasons = [words for key, words in IDENTITY.items() if old.get(key) != now[key]]
     reads = info.get("reads") or {}
-    now = provenance.versions(list(reads), reader=run.notebook.stem)
-    changed = [provenance.describe(key) for key, version in reads.items() if now[key] != version]
+    current = provenance.versions(list(reads), reader=run.notebook.stem)
+    changed = [provenance.describe(key) for key, version in reads.items() if current[key] != version]
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         reasons.append(f"what it read changed since: {shown}")
@@ -106,8 +113,8 @@ def is_done(out_dir: Path, run: Run) -> bool:
 
 
 def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: str = "", started: float = 0.0,
-                  reads: dict[str, str] | None = None) -> None:
-    info = {"notebook": run.notebook.name, "run": run.name, "params": run.params, "identity": identity(run),
+                  reads: dict[str, str] | None = None, ident: dict[str, str] | None = None) -> None:
+    info = {"notebook": run.notebook.name, "run": run.name, "params": run.params, "identity": ident or identity(run),
             "reads": reads or {}, "status": status, "seconds": round(seconds, 1), "error": error, "pid": os.getpid(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started or time.time())),
             "finished": "" if status == "running" else time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -241,28 +248,30 @@ def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / f"{run.name}.ipynb"
     started = time.time()
-    _write_record(out_dir, run, "running", 0.0, started=started)
+    ident = identity(run)                       # as it starts: an edit made while it runs is seen the next time
+    _write_record(out_dir, run, "running", 0.0, started=started, ident=ident)
     reads = out_dir / f".{run.name}.reads.tmp-{owner()}"
     reads.unlink(missing_ok=True)
-    previous = {var: os.environ.get(var) for var in (provenance.READS_ENV, provenance.WRITER_ENV)}
+    previous = {var: os.environ.get(var) for var in (provenance.READS_ENV, provenance.WRITER_ENV, SESSION_ENV)}
     os.environ.update({provenance.READS_ENV: str(reads), provenance.WRITER_ENV: run.notebook.stem})  # the kernel's
+    os.environ.pop(SESSION_ENV, None)          # run_all.py started from a notebook: its kernels are not that notebook
     try:
         pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
                             progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
                             kernel_manager_class=forked_kernels.manager_class())
-        read = provenance.versions(provenance.noted(reads), reader=run.notebook.stem)
+        read = provenance.noted(reads)
     except pm.PapermillExecutionError as exc:
         cell = _failing_cell(output, exc.exec_count)
         message = (f"{run.notebook.name} failed in cell {cell} (execution count {exc.exec_count}): "
                    f"{exc.ename}: {exc.evalue}\n    executed notebook with the traceback: {output}")
-        _write_record(out_dir, run, "failed", time.time() - started, message, started)
+        _write_record(out_dir, run, "failed", time.time() - started, message, started, ident=ident)
         return message
     except Exception as exc:  # kernel died, notebook unreadable, ...
         message = f"{run.notebook.name} could not be executed: {type(exc).__name__}: {exc}"
-        _write_record(out_dir, run, "failed", time.time() - started, message, started)
+        _write_record(out_dir, run, "failed", time.time() - started, message, started, ident=ident)
         return message
     except BaseException:                                       # Ctrl-C, SIGTERM: say so, then stop
-        _write_record(out_dir, run, "failed", time.time() - started, "interrupted", started)
+        _write_record(out_dir, run, "failed", time.time() - started, "interrupted", started, ident=ident)
         raise
     finally:
         reads.unlink(missing_ok=True)
@@ -271,7 +280,7 @@ def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-    _write_record(out_dir, run, "ok", time.time() - started, started=started, reads=read)
+    _write_record(out_dir, run, "ok", time.time() - started, started=started, reads=read, ident=ident)
     return None
 
 

@@ -71,6 +71,7 @@ def notebook_scope(nodeid: str) -> str | None:
 def pytest_configure(config) -> None:
     """Under xdist (in the controller, before the workers start): refuse a distribution that would split the
     notebooks between workers, and give each worker its share of the cores."""
+    os.environ.pop("JPY_SESSION_NAME", None)        # pytest started from a notebook: its kernels are not that notebook
     workers = getattr(config.option, "numprocesses", None) or 0
     if not workers or hasattr(config, "workerinput"):
         return

@@ -53,7 +53,7 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
     `after_run(run)` is called after each run that executed (finished or failed), e.g. to free disk space.
 
     First removes what killed runs left behind (:func:`skinlib.leftovers.sweep`, :func:`interrupted_outputs`),
-    saying so. Each run holds its lock (:class:`skinlib.leftovers.RunLock`) while it executes: a run another
+    saying so. Each run holds its lock (:class:`skinlib.run.lock.RunLock`) while it executes: a run another
     process is executing fails with a message naming that process, or is waited for (`wait`).
 
     Args:
