@@ -6,8 +6,7 @@ as a script without importing it twice (which makes Python warn).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy
 
 _EXPORTS = {
     "COLUMNS": "catalog", "CatalogError": "catalog", "CatalogWarning": "catalog", "fingerprint": "catalog",
@@ -17,15 +16,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -8,7 +8,7 @@ registers its factories (:mod:`skinlib.models.factories`).
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy
 
 #: public name -> the module of this package that defines it
 _EXPORTS = {
@@ -27,15 +27,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)
