@@ -130,7 +130,7 @@ def _run_one(run: Run, i: int, state: _Progress, out_dir: Path, force: bool, wai
     if state.stopped:
         return
     if not force and is_done(out_dir, run):
-        _say(log, f"{prefix}: already done with these parameters, skipped (--force to run again)")
+        _say(log, f"{prefix}: already done, and nothing it read changed since: skipped (--force to run again)")
         return
     if run.gpu == "required" and not state.gpu():
         _say(log, f"{prefix}: SKIPPED, this notebook needs a GPU and none is available")
