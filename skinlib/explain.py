@@ -283,29 +283,3 @@ def load_subjects(names: Sequence[str], part: pd.DataFrame, table: pd.DataFrame,
             continue
         subjects[name] = subject
     return subjects
-
-
-def runs_to_explain(split_name: str | None = None, runs: Sequence[str] | None = None, max_models: int = 2,
-                    root=None) -> tuple[list[str], list[str]]:
-    """09's choice of models, as ``experiment/run`` names: up to `max_models` RGB runs and the best grey-scale one,
-    among `runs`, or else every 7-class run on `split_name` that kept its model, best validation balanced accuracy
-    first.
-
-    Returns:
-        (RGB runs, grey-scale runs: at most one).
-
-    Raises:
-        RuntimeError: no run to explain.
-    """
-    from .members import registry_runs
-    from .registry import has_model, load_spec
-
-    if runs is None:
-        candidates = registry_runs(root, split_name=split_name)
-        candidates = candidates[[has_model(e, r, root) for e, r in zip(candidates["experiment"], candidates["run"])]]
-        candidates = candidates.sort_values("balanced_accuracy", ascending=False)
-        runs = [f"{e}/{r}" for e, r in zip(candidates["experiment"], candidates["run"])]
-    if not runs:
-        raise RuntimeError("no run in the registry kept its model: run 04 or 05 first")
-    gray = {n: bool(load_spec(*n.split("/"), root=root).grayscale) for n in runs}
-    return [n for n in runs if not gray[n]][:max_models], [n for n in runs if gray[n]][:1]

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from . import paths
+from .data.labels import CLASSES
 from .data.source import open_catalog
 from .data.splits import DEFAULT_SPLIT, SPLITS, load_split, make_and_save_splits
-from .data.labels import CLASSES
 
 if TYPE_CHECKING:                      # torch stays out of run_all.py's imports (it reads SMOKE_ENV from here)
     import torch
@@ -95,8 +95,6 @@ def restrict_classes(table: pd.DataFrame, classes: Sequence[str] | None) -> pd.D
     out["label"] = out["dx"].map({c: i for i, c in enumerate(classes)}).astype(int)
     out.attrs = dict(table.attrs, classes=list(classes))
     return out
-
-
 
 
 def split_batches(cache: "ImageCache", parts: Mapping[str, pd.DataFrame], batch_size: int, *, seed: int = 0,

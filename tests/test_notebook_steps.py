@@ -248,13 +248,13 @@ def test_runs_to_explain_and_the_subjects_loaded(tmp_path, monkeypatch, capsys):
     val_ba = members.registry_runs(tmp_path).set_index("run")["balanced_accuracy"]
     rgb_order = [f"transfer/{r}" for r in sorted("ac", key=lambda r: -val_ba[r])]
     gray_best = f"transfer/{max('be', key=lambda r: val_ba[r])}"
-    assert explain.runs_to_explain(root=tmp_path) == (rgb_order, [gray_best])
-    assert explain.runs_to_explain(root=tmp_path, max_models=1) == (rgb_order[:1], [gray_best])
-    assert explain.runs_to_explain(runs=["transfer/d", "transfer/b", "transfer/a"], root=tmp_path) == \
+    assert members.runs_to_explain(root=tmp_path) == (rgb_order, [gray_best])
+    assert members.runs_to_explain(root=tmp_path, max_models=1) == (rgb_order[:1], [gray_best])
+    assert members.runs_to_explain(runs=["transfer/d", "transfer/b", "transfer/a"], root=tmp_path) == \
         (["transfer/d", "transfer/a"], ["transfer/b"])
     kept.clear()
     with pytest.raises(RuntimeError, match="no run in the registry kept its model"):
-        explain.runs_to_explain(root=tmp_path)
+        members.runs_to_explain(root=tmp_path)
 
     loaded = []
 
