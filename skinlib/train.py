@@ -195,6 +195,22 @@ def evaluate(y_true, proba: np.ndarray) -> dict[str, float]:
     return binary_metrics(y_true, proba) if proba.ndim == 1 else classification_metrics(y_true, proba)
 
 
+def train_mode(model: nn.Module) -> nn.Module:
+    """`model` in training mode except its frozen parts: every module whose parameters all have
+    ``requires_grad = False`` stays in eval mode, so a frozen backbone's batch-norm statistics do not drift with the
+    training data and its dropout stays off (``freeze_fraction = 1`` is a true linear probe).
+
+    Args:
+        model: the network being fitted.
+    """
+    model.train()
+    for module in model.modules():
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
+    return model
+
+
 def fit(
     model: nn.Module,
     train: Batches,
@@ -267,7 +283,7 @@ def fit(
         t0 = time.time()
         torch.manual_seed(config.seed * 1_000_003 + epoch)          # augmentation and dropout of this epoch
         train.set_epoch(epoch)
-        model.train()
+        train_mode(model)
         preprocess_train.train()
         total, seen, correct = 0.0, 0, 0
         for images, labels in train:

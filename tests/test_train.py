@@ -216,3 +216,35 @@ def test_cpu_bf16_autocast_only_when_asked(data, monkeypatch):
     dtypes.clear()
     run(data, FitConfig(max_epochs=1, seed=0, device="cpu", amp=False), model=model)
     assert set(dtypes) == {torch.float32}                                       # amp off: never
+
+
+def test_frozen_parts_stay_frozen_through_a_fit(data):
+    """freeze_fraction=1 is a linear probe: the frozen backbone's batch-norm running statistics do not drift with the
+    training data and its outputs are unchanged after a fit (its parts stay in eval mode while the head trains)."""
+    from skinlib.models import create_backbone
+
+    torch.manual_seed(0)
+    model = create_backbone("resnet18", 7, freeze_fraction=1.0)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    frozen_modules = [n for n, m in model.named_modules()
+                      if list(m.parameters()) and all(f"{n}.{k}" in frozen for k, _ in m.named_parameters())]
+    assert frozen_modules and "features.bn1" in frozen_modules
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probe = torch.randn(4, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        stem_before = model.features.bn1(model.features.conv1(probe)).clone()
+    _, cache, parts, mean, std = data
+    train = Batches(cache, parts["train"]["image_id"][:32], parts["train"]["label"][:32], 16, shuffle=True, seed=0)
+    val = Batches(cache, parts["val"]["image_id"][:16], parts["val"]["label"][:16], 16)
+    fit(model, train, val, Preprocess(mean, std), Preprocess(mean, std), FitConfig(max_epochs=1, lr=1e-2, seed=0),
+        log=io.StringIO())
+    after = model.state_dict()
+    for name in before:
+        owner = name.rsplit(".", 1)[0]
+        if owner in frozen_modules:
+            assert torch.equal(before[name], after[name]), f"{name} of a frozen part changed during the fit"
+    assert not torch.equal(before["head.weight"], after["head.weight"]), "the head did not train"
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.features.bn1(model.features.conv1(probe)), stem_before)
