@@ -61,9 +61,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="execute up to N runs of one notebook side by side, each with cores/N threads; a notebook "
                              "starts when the previous ones are done (default 1; per-cell progress bars only for "
                              "runs executed alone)")
+    parser.add_argument("--gpus", metavar="IDS",
+                        help="GPUs the runs may use, e.g. 0,2 (as CUDA_VISIBLE_DEVICES takes them): runs executed side "
+                             "by side (--jobs) get one each; default: every GPU visible")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be 1 or more")
+    gpus = None
+    if args.gpus is not None:
+        gpus = [g.strip() for g in args.gpus.split(",")]
+        if not all(gpus) or len(set(gpus)) != len(gpus):
+            parser.error(f"--gpus {args.gpus}: give distinct GPU ids separated by commas, e.g. --gpus 0,2")
 
     overrides = {}
     if args.data is not None:
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
                      progress=not args.no_progress, wait=args.wait,
-                     after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs)
+                     after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
     report = next((run for run in runs if run.notebook.stem == REPORT_NOTEBOOK), None)
     if report is not None:
         why = why_pending(out_dir, report)     # never export a report older than what it reads

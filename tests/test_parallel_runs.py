@@ -15,7 +15,7 @@ from test_runner import write_notebook
 from skinlib import leftovers
 from skinlib.run.plan import plan
 from skinlib.run.execute import is_done
-from skinlib.run.schedule import THREAD_VARIABLES, cores, run_all, stages
+from skinlib.run.schedule import DEVICES_VARIABLE, THREAD_VARIABLES, DevicePool, cores, run_all, stages, visible_gpus
 from skinlib.checkpoints import idle_checkpoints
 
 pytestmark = pytest.mark.usefixtures("plain_kernels")   # tiny notebooks: no kernel zygote
@@ -38,7 +38,7 @@ if name == 'a':
 notice(f'run {name} says hello')
 (here / f'{name}.json').write_text(json.dumps({v: os.environ.get(v) for v in %r}))
 assert not fail, 'this run fails'
-""" % (THREAD_VARIABLES,)
+""" % (THREAD_VARIABLES + (DEVICES_VARIABLE,),)
 
 LATER = """
 import os
@@ -61,7 +61,7 @@ def staged(tmp_path, monkeypatch):
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setenv("OUT", str(out))
-    for var in THREAD_VARIABLES:
+    for var in THREAD_VARIABLES + (DEVICES_VARIABLE,):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
 
@@ -96,11 +96,36 @@ def test_jobs_run_a_notebook_side_by_side_then_the_next(staged):
     for name, i in (("a", 1), ("b", 2), ("c", 3)):                     # notices echoed with their run's prefix
         assert f"[{i}/4] 01_first--{name}: run {name} says hello" in text
         seen = json.loads((here / f"{name}.json").read_text())          # cores shared out, not oversubscribed
-        assert seen == {var: str(max(1, cores() // 2)) for var in THREAD_VARIABLES}
+        assert {var: seen[var] for var in THREAD_VARIABLES} == {var: str(max(1, cores() // 2)) for var in THREAD_VARIABLES}
 
     log = io.StringIO()                                                # done runs are skipped, as without jobs
     assert run_all(runs, out, staged / "notebooks", progress=False, log=log, jobs=2) == 0
     assert log.getvalue().count("already done") == 4
+
+
+def test_jobs_give_each_run_side_by_side_its_own_gpu(staged):
+    """The device list is an input (no GPU here): a and b execute together, each on its own GPU; c takes the one
+    freed first; a run executed alone (02) sees every GPU given."""
+    runs, log = _runs(staged), io.StringIO()
+    assert run_all(runs, staged / "outputs", staged / "notebooks", progress=False, log=log, jobs=2,
+                   gpus=["0", "2"]) == 0, log.getvalue()
+    here = Path(os.environ["OUT"])
+    seen = {name: json.loads((here / f"{name}.json").read_text())[DEVICES_VARIABLE] for name in "abc"}
+    assert {seen["a"], seen["b"]} == {"0", "2"} and seen["c"] in ("0", "2")
+    assert f"01_first--a: on GPU {seen['a']}" in log.getvalue()
+
+
+def test_device_pool_shares_out_the_least_used_gpu(monkeypatch):
+    pool = DevicePool(["0", "1", "3"])
+    taken = [pool.take() for _ in range(4)]
+    assert taken == ["0", "1", "3", "0"]               # one each while there are enough, then the least used
+    pool.give("1")
+    assert pool.take() == "1"
+    assert DevicePool([]).take() is None               # no GPU: nothing is assigned
+    monkeypatch.setenv(DEVICES_VARIABLE, "2, 5")
+    assert visible_gpus() == ["2", "5"]
+    monkeypatch.setenv(DEVICES_VARIABLE, "-1")         # CUDA's "no device"
+    assert visible_gpus() == []
 
 
 def test_one_after_the_other_the_waiting_run_fails(staged):

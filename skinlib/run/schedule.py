@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -22,6 +24,49 @@ from .plan import Run
 
 #: thread-pool sizes of the numeric libraries, set for each kernel of runs executed side by side (``jobs`` > 1)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: the GPUs a kernel sees (CUDA numbers them from 0 within the list): set per run when GPUs are shared out
+DEVICES_VARIABLE = "CUDA_VISIBLE_DEVICES"
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs runs may use: ``$CUDA_VISIBLE_DEVICES`` where it is set (its ids, as given), else the indices
+    ``nvidia-smi`` lists, else none. Found without importing torch (``run_all.py --list`` stays quick)."""
+    if DEVICES_VARIABLE in os.environ:
+        return [d.strip() for d in os.environ[DEVICES_VARIABLE].split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()] if listed.returncode == 0 else []
+
+
+class DevicePool:
+    """GPUs shared out among runs executed side by side: each run takes one device, the least used (its own as
+    long as no more runs execute at once than there are devices), and gives it back when it ends.
+
+    Args:
+        devices: GPU ids (as ``CUDA_VISIBLE_DEVICES`` takes them); empty: no device is assigned.
+    """
+
+    def __init__(self, devices: list[str]):
+        self.use = {device: 0 for device in devices}
+        self.lock = threading.Lock()
+
+    def take(self) -> str | None:
+        with self.lock:
+            if not self.use:
+                return None
+            device = min(self.use, key=lambda d: (self.use[d], list(self.use).index(d)))
+            self.use[device] += 1
+            return device
+
+    def give(self, device: str | None) -> None:
+        if device is not None:
+            with self.lock:
+                self.use[device] -= 1
 
 
 def cores() -> int:
@@ -47,7 +92,7 @@ def stages(runs: list[Run]) -> list[list[Run]]:
 
 def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
             progress: bool = True, wait: bool = False, log=sys.stdout,
-            after_run: Callable[[Run], None] | None = None, jobs: int = 1) -> int:
+            after_run: Callable[[Run], None] | None = None, jobs: int = 1, gpus: list[str] | None = None) -> int:
     """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed).
 
     `after_run(run)` is called after each run that executed (finished or failed), e.g. to free disk space.
@@ -62,6 +107,9 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
             stage starts when the previous one is finished. A stage of one run, or ``jobs=1``, executes in
             this process with every core. Per-cell progress bars are shown only for runs executed alone.
             After a failure without `keep_going`, runs already executing finish and no other run starts.
+        gpus: GPU ids runs may use (``run_all.py --gpus 0,2``; None: :func:`visible_gpus`). Runs executed side by
+            side get one each (:class:`DevicePool`, through ``CUDA_VISIBLE_DEVICES``); a run executed alone sees
+            them all.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -70,22 +118,32 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
     state = _Progress(len(runs), keep_going)
     workers = _Workers(jobs) if jobs > 1 and any(len(stage) > 1 for stage in stages(runs)) else None
     number = {id(run): i for i, run in enumerate(runs, 1)}
+    devices = DevicePool(visible_gpus() if gpus is None else list(gpus))
     try:
         for stage in stages(runs):
             if state.stopped:
                 break
             width = min(jobs, len(stage))
             if width == 1:
+                alone = {DEVICES_VARIABLE: ",".join(devices.use)} if gpus is not None else {}
                 for run in stage:
                     if state.stopped:
                         break
                     _run_one(run, number[id(run)], state, out_dir, force, wait, log, after_run,
-                             lambda r, prefix: execute(r, out_dir, cwd, progress, log=log, prefix=prefix))
+                             lambda r, prefix: _with_environment(alone, execute, r, out_dir, cwd, progress, log=log,
+                                                                 prefix=prefix))
                 continue
             limits = {var: str(max(1, cores() // width)) for var in THREAD_VARIABLES if var not in os.environ}
 
             def side_by_side(r: Run, prefix: str) -> str | None:
-                return workers.execute(r, out_dir, cwd, limits, log, prefix)
+                device = devices.take()
+                try:
+                    if device is None:
+                        return workers.execute(r, out_dir, cwd, limits, log, prefix)
+                    _say(log, f"{prefix}: on GPU {device}")
+                    return workers.execute(r, out_dir, cwd, {**limits, DEVICES_VARIABLE: device}, log, prefix)
+                finally:
+                    devices.give(device)
 
             with ThreadPoolExecutor(width) as slots:
                 for done in [slots.submit(_run_one, run, number[id(run)], state, out_dir, force, wait, log,
@@ -99,6 +157,21 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
              + "\n  ".join(state.failures))
         return 1
     return 0
+
+
+def _with_environment(variables: dict[str, str], function, *args, **kwargs):
+    """`function(*args, **kwargs)` with `variables` set in this process's environment (which a kernel started
+    meanwhile inherits), restored afterwards."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class _Progress:
