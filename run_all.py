@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
 from skinlib.inputs import SMOKE_ENV  # noqa: E402
-from skinlib.run.plan import ParameterError, Run, SMOKE_LIMITS, parse_sets, plan, select, smoke  # noqa: E402
+from skinlib.run.plan import ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke  # noqa: E402
 from skinlib.run.execute import why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
 
@@ -40,7 +40,8 @@ REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--profile", default="default", help="parameter profile: default (notebook defaults) or a folder of params/")
+    parser.add_argument("--profile", default="default", help="parameter profile: default (notebook defaults), a folder of params/, or the path of a "
+                             "folder of parameter files (executed notebooks go to <workspace>/outputs/<its name>)")
     parser.add_argument("--data", type=Path, help="dataset root for every notebook (sets data_dir; else $SKINLIB_DATA, else synthetic)")
     parser.add_argument("--allow-missing", action="store_true", help="leave out catalog rows whose image file is missing")
     parser.add_argument("--only", nargs="+", metavar="NB", help="only these notebooks or runs (e.g. 01 02_splits)")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[paths.WORKSPACE_ENV] = str(paths.workspace() / "smoke")
         os.environ[SMOKE_ENV] = str(SMOKE_PER_CLASS)
         runs = smoke(runs)
-    out_dir = paths.outputs_dir() / args.profile
+    out_dir = paths.outputs_dir() / outputs_name(args.profile)     # never the profile's own folder
     if args.list:
         for run in runs:
             why = why_pending(out_dir, run)

@@ -168,6 +168,6 @@ def prune(root: Path, keep: int) -> None:
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{paths.owner()}")    # the owner tag: a dead writer's is swept
     torch.save(obj, tmp)
     os.replace(tmp, path)

@@ -4,6 +4,10 @@ Everything half-written carries its writer's ``<pid>@<host>`` (:func:`skinlib.pa
 ``results/<exp>/.<run>.partial-<owner>/``, a cache being built ``cache/<key>.partial-<owner>/``, a
 temporary file ``.<name>.tmp-<owner>.<random>``. :func:`sweep` removes those whose process is gone (and
 finishes a registry move that was cut between its two renames); ``run_all.py`` sweeps before it runs.
+
+Only what skinlib wrote is ever removed: the sweep looks only in the workspace's own folders
+(:data:`skinlib.paths.OWN_FOLDERS`, never the workspace root, which may be a folder of the user's), and only at
+names carrying the full owner tag, pid and host, that skinlib's writers give them.
 """
 
 from __future__ import annotations
@@ -16,9 +20,8 @@ from pathlib import Path
 
 from . import paths
 
-# .<run>.partial-123@host  cache-64px.partial-123  .metrics.json.tmp-123@host.ab12cd  (host optional: older names)
-_TAGGED = re.compile(r"\.(partial|old|tmp)-(\d+)(?:@([A-Za-z0-9_-]+))?(?:\.[^/]*)?$")
-_PID_TMP = re.compile(r"^\..+\.(\d+)\.tmp$")          # torch checkpoints: .last.pt.<pid>.tmp
+# .<run>.partial-123@host  cache-64px.partial-123@host  .metrics.json.tmp-123@host.ab12cd
+_TAGGED = re.compile(r"\.(partial|old|tmp)-(\d+)@([A-Za-z0-9_-]+)(?:\.[^/]*)?$")
 
 
 def _host() -> str:
@@ -60,19 +63,15 @@ def owner_alive(owner: str) -> bool:
     return int(pid) == os.getpid() or _alive(int(pid))
 
 
-def leftover(path: Path) -> tuple[str, int, str | None] | None:
-    """``(kind, pid, host)`` when `path` is a temporary file or folder of some process, else None.
+def leftover(path: Path) -> tuple[str, int, str] | None:
+    """``(kind, pid, host)`` when `path` is a temporary file or folder a skinlib process wrote (its name carries
+    the owner tag, :func:`skinlib.paths.owner`), else None.
 
     Args:
         path: a file or folder name in the workspace.
     """
     match = _TAGGED.search(path.name)
-    if match:
-        return match.group(1), int(match.group(2)), match.group(3)
-    match = _PID_TMP.match(path.name)
-    if match:
-        return "tmp", int(match.group(1)), None
-    return None
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else None
 
 
 def _remove(path: Path) -> None:
@@ -95,9 +94,18 @@ def sweep(root: Path | None = None) -> list[str]:
     live processes are kept; those written on another host are reported, not touched.
 
     Args:
-        root: the folder to clean (the workspace, or one of its sub-folders).
+        root: the folder to clean (one of the workspace's own folders or a folder inside one); None: every folder
+            of :data:`skinlib.paths.OWN_FOLDERS` in the workspace.
     """
-    root = Path(root) if root else paths.workspace()
+    roots = [Path(root)] if root else [paths.workspace() / name for name in paths.OWN_FOLDERS]
+    done: list[str] = []
+    for folder in roots:
+        if folder.is_dir():
+            done += _sweep(folder)
+    return done
+
+
+def _sweep(root: Path) -> list[str]:
     here, done = _host(), []
     for folder, dirs, files in os.walk(root):
         base = Path(folder)
@@ -110,7 +118,7 @@ def sweep(root: Path | None = None) -> list[str]:
                 dirs.remove(name)                      # never walk into a leftover
             kind, pid, host = found
             shown = paths.display_path(path)
-            if host is not None and host != here:
+            if host != here:
                 done.append(f"kept {shown}: written on host {host} (pid {pid}); delete it if nothing runs there")
                 continue
             if pid == os.getpid() or _alive(pid):      # still being written

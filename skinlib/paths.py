@@ -42,6 +42,11 @@ def workspace() -> Path:
     return root.resolve()
 
 
+#: the workspace's folders that skinlib writes and may clean (:mod:`skinlib.leftovers`): never the workspace root
+#: itself, which ``$SKINLIB_WORKSPACE`` may point at a folder of the user's; ``smoke`` is the smoke runs' workspace
+OWN_FOLDERS: tuple[str, ...] = ("cache", "splits", "results", "synthetic", "checkpoints", "outputs", "locks", "smoke")
+
+
 def _sub(name: str) -> Path:
     path = workspace() / name
     path.mkdir(parents=True, exist_ok=True)

@@ -60,13 +60,14 @@ def test_sweep_removes_what_dead_processes_left_and_keeps_the_rest(workspace):
     (exp / f".r2.partial-{pid}@{here}").mkdir()                     # killed while recording: removed
     (exp / f".r3.partial-{os.getppid()}@{here}").mkdir()            # a live process recording: kept
     (exp / f".r4.partial-{pid}@elsewhere").mkdir()                  # another machine's: kept and reported
-    cache = paths.cache_dir() / f"abc-64px.partial-{pid}"           # an older name without host: removed
-    (cache).mkdir()
+    (paths.cache_dir() / f"abc-64px.partial-{pid}@{here}").mkdir()    # a cache being built: removed
+    (paths.cache_dir() / f"abc-32px.partial-{pid}").mkdir()         # no owner tag: not skinlib's, kept
     (paths.splits_dir() / f".split.csv.tmp-{pid}@{here}.x1y2").write_text("half")
     ckpt = paths.workspace() / "checkpoints" / "custom_cnn" / "r"
     ckpt.mkdir(parents=True)
-    (ckpt / f".last.pt.{pid}.tmp").write_bytes(b"half")
+    (ckpt / f".last.pt.tmp-{pid}@{here}").write_bytes(b"half")
     report = leftovers.sweep()
+    assert (paths.cache_dir() / f"abc-32px.partial-{pid}").is_dir()
     assert leftover_paths(workspace) == sorted([f"results/exp/.r3.partial-{os.getppid()}@{here}",
                                            f"results/exp/.r4.partial-{pid}@elsewhere"])
     assert sum("removed" in line for line in report) == 4
@@ -137,15 +138,15 @@ def test_interrupted_executed_notebook_is_removed(tmp_path):
     out = tmp_path / "outputs"
     write_notebook(tmp_path / "notebooks" / "01_a.ipynb", "pass")
     out.mkdir()
-    (out / "01_a.ipynb").write_text("{}")                           # no record: its run was killed
-    (out / "02_b.ipynb").write_text("{}")
-    (out / "02_b.run.json").write_text(json.dumps({"status": "running", "pid": dead_pid(), "started": "t"}))
+    (out / "99_mine.ipynb").write_text("{}")                        # no record: not skinlib's, kept
+    (out / "02_b.ipynb").write_text("{}")                           # its record says running: its run was killed
+    (out / "02_b.run.json").write_text(json.dumps({"run": "02_b", "status": "running", "pid": dead_pid(), "started": "t"}))
     runs = plan(tmp_path / "notebooks", None, "default")
     log = io.StringIO()
     assert run_all(runs, out, tmp_path / "notebooks", progress=False, log=log) == 0
     text = log.getvalue()
     assert "removed the executed notebook" in text and "02_b.ipynb: its run (pid" in text
-    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb", "01_a.run.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["01_a.ipynb", "01_a.run.json", "99_mine.ipynb"]
 
 
 HOLDER = """

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from .. import paths
 from .labels import CLASSES, ISIC2018_COLUMNS, MALIGNANT
 
 GENERATOR_VERSION = 3  # 2: archive export with malignant subtypes, diagnosis_2, size signal; 3: shots of a session
@@ -458,7 +459,7 @@ def generate(
         counts = class_counts(n)
     width, height = size
     jobs = jobs or os.cpu_count() or 1
-    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    tmp = out.with_name(out.name + f".partial-{paths.owner()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     tasks: list[tuple] = []

@@ -122,8 +122,12 @@ def _write_record(out_dir: Path, run: Run, status: str, seconds: float, error: s
 
 
 def interrupted_outputs(out_dir: Path, locks: Path | None = None) -> list[str]:
-    """Remove executed notebooks of runs that were killed (record still ``running``, or no record) and whose
-    run is not locked by a live process; returns what was removed.
+    """Remove executed notebooks of runs that were killed and whose run is not locked by a live process; returns
+    what was removed.
+
+    Only what a run record names is touched: a run writes its record (``<run>.run.json``, status ``running``)
+    before papermill writes ``<run>.ipynb``, so an executed notebook whose record still says ``running`` is a
+    killed run's. A notebook without such a record is never removed, whatever its name: skinlib did not write it.
 
     Args:
         out_dir: the folder of executed notebooks and run records (``outputs/<profile>``).
@@ -132,25 +136,26 @@ def interrupted_outputs(out_dir: Path, locks: Path | None = None) -> list[str]:
     done = []
     if not out_dir.is_dir():
         return done
-    for notebook in sorted(out_dir.glob("*.ipynb")):
-        name = notebook.stem
-        record = out_dir / f"{name}.run.json"
-        info = _read_record(record) if record.is_file() else {}
-        if record.is_file() and info.get("status") != "running":
-            continue
+    for record in sorted(out_dir.glob("*.run.json")):
+        name = record.name[: -len(".run.json")]
+        info = _read_record(record)
+        if info.get("run") != name or info.get("status") != "running":
+            continue                                            # finished, or not a record skinlib wrote
         lock = RunLock(name, locks)
         try:
             lock.acquire()
         except RunInProgress:
             continue                                            # being executed right now
+        notebook = out_dir / f"{name}.ipynb"
         try:
+            removed = notebook.is_file()
             notebook.unlink(missing_ok=True)
             record.unlink(missing_ok=True)
         finally:
             lock.release()
-        why = (f"its run (pid {info.get('pid', '?')}, started at {info.get('started', '?')}) was interrupted"
-               if info else "it has no run record (its run was interrupted)")
-        done.append(f"removed the executed notebook {notebook}: {why}")
+        if removed:
+            done.append(f"removed the executed notebook {notebook}: its run (pid {info.get('pid', '?')}, "
+                        f"started at {info.get('started', '?')}) was interrupted")
     return done
 
 

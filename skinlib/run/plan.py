@@ -232,6 +232,25 @@ def smoke(runs: list[Run]) -> list[Run]:
     return runs
 
 
+def _is_path(profile: str) -> bool:
+    return "/" in profile or "\\" in profile or profile.startswith(("~", "."))
+
+
+def profile_folder(params_dir: Path | None, profile: str) -> Path | None:
+    """The folder of a profile's parameter files: ``params/<profile>``, or `profile` itself when it is a path
+    (a folder of one's own, e.g. ``--profile ~/my-settings``)."""
+    if _is_path(profile):
+        return Path(profile).expanduser().resolve()
+    return params_dir / profile if params_dir is not None else None
+
+
+def outputs_name(profile: str) -> str:
+    """The folder of a profile's executed notebooks and run records, under the workspace's ``outputs/``: the
+    profile's name; for a profile given as a path, that folder's name. Never the profile's folder itself: executed
+    notebooks never go among parameter files (nor does cleaning up after a killed run ever look there)."""
+    return Path(profile).expanduser().resolve().name if _is_path(profile) else profile
+
+
 def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
          overrides: dict[str, Any] | None = None, sets: dict[str, Any] | None = None) -> list[Run]:
     """Every run of every notebook for a profile, with parameters validated; nothing is executed.
@@ -248,10 +267,16 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
     if sets:
         check_sets(sets, notebooks)
         overrides = {**(overrides or {}), **sets}
-    profile_dir = params_dir / profile if params_dir is not None else None
+    profile_dir = profile_folder(params_dir, profile)
     if profile != "default" and (profile_dir is None or not profile_dir.is_dir()):
         known = sorted(p.name for p in params_dir.iterdir() if p.is_dir()) if params_dir and params_dir.is_dir() else []
         raise ParameterError(f"no profile {profile!r}: {profile_dir} does not exist (profiles: default, {', '.join(known)})")
+    if profile_dir is not None and params_dir is not None and _is_path(profile):
+        same_name = params_dir / outputs_name(profile)
+        if outputs_name(profile) == "default" or (same_name.is_dir() and same_name.resolve() != profile_dir):
+            raise ParameterError(f"--profile {profile}: its executed notebooks would go to outputs/"
+                                 f"{outputs_name(profile)}/, the folder of the profile {outputs_name(profile)!r}; "
+                                 "give your folder of parameter files another name")
     stems = {nb.stem for nb in notebooks}
     errors, runs = [], []
     if profile_dir is not None and profile_dir.is_dir():
