@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from skinlib import paths  # noqa: E402
 from skinlib.inputs import SMOKE_ENV  # noqa: E402
-from skinlib.run.plan import ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke  # noqa: E402
+from skinlib.run.plan import (ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke,  # noqa: E402
+                              train_again)
 from skinlib.run.execute import why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
 
@@ -43,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", help="parameter profile: default (notebook defaults), a folder of params/, or the path of a "
                              "folder of parameter files (executed notebooks go to <workspace>/outputs/<its name>)")
     parser.add_argument("--data", type=Path, help="dataset root for every notebook (sets data_dir; else $SKINLIB_DATA, else synthetic)")
-    parser.add_argument("--allow-missing", action="store_true", help="leave out catalog rows whose image file is missing")
+    parser.add_argument("--allow-missing", action="store_true", help="leave out catalog rows whose image file is missing, empty or truncated "
+                        "(listed in a warning)")
     parser.add_argument("--only", nargs="+", metavar="NB", help="only these notebooks or runs (e.g. 01 02_splits)")
     parser.add_argument("--from", dest="start", metavar="NB", help="start at this notebook or run")
     parser.add_argument("--list", action="store_true", help="list the runs with their parameters and status, run nothing")
-    parser.add_argument("--force", action="store_true", help="run again even when already done with the same parameters")
+    parser.add_argument("--force", action="store_true", help="run again even when already done with the same "
+                        "parameters, training from the start (resume=False) rather than from a checkpoint")
     parser.add_argument("--keep-going", action="store_true", help="after a failure, go on with the next notebooks")
     parser.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
     parser.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE",
@@ -82,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.allow_missing:
         overrides["allow_missing"] = True
     try:
-        runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides, parse_sets(args.sets)),
-                      args.only, args.start)
+        sets = parse_sets(args.sets)
+        runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides, sets), args.only, args.start)
+        if args.force:
+            runs = train_again(runs, sets)              # --force means train again, not resume from a checkpoint
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -141,7 +141,8 @@ def attach_images(
     allow_missing: bool,
     searched: str,
 ) -> pd.DataFrame:
-    """Fill ``path``, ``width`` and ``height`` from the image index; report missing and unreadable files."""
+    """Fill ``path``, ``width`` and ``height`` from the image index; report missing and unreadable files (empty,
+    truncated, not an image), or with `allow_missing` leave their rows out and list them in a warning."""
     lower = {k.lower(): v for k, v in index.items()}
     paths = [index.get(i) or lower.get(i.lower()) for i in table["image_id"]]
     missing = [p is None for p in paths]
@@ -166,10 +167,16 @@ def attach_images(
             sizes.append((0, 0))
         else:
             sizes.append(result)
-    problems.offenders("image files are unreadable or truncated", bad,
-                       "Download these files again (or delete them and their catalog rows).")
     sizes_arr = np.array(sizes, dtype=np.int64).reshape(-1, 2)
-    return table.assign(width=sizes_arr[:, 0], height=sizes_arr[:, 1])
+    table = table.assign(width=sizes_arr[:, 0], height=sizes_arr[:, 1])
+    if bad and allow_missing:
+        warn(f"{len(bad)} image files are unreadable or truncated (empty, cut short) and were left out: "
+             + ", ".join(bad[:_SHOW]) + (f", ... ({len(bad) - _SHOW} more)" if len(bad) > _SHOW else ""))
+        return table[table["width"] > 0]
+    problems.offenders("image files are unreadable or truncated", bad,
+                       "Download these files again (or delete them and their catalog rows), or pass "
+                       "allow_missing=True (run_all.py: --allow-missing) to leave them out.")
+    return table
 
 
 def report_duplicates(table: pd.DataFrame, problems: Problems) -> None:

@@ -177,7 +177,6 @@ def read_isic2018(root: Path, *, on_unknown: str = "error", allow_missing: bool 
 
 def read_folders(root: Path, *, on_unknown: str = "error", allow_missing: bool = False) -> pd.DataFrame:
     """One folder per class (Kaggle copies): class names in any case, short or long; split folders allowed."""
-    del allow_missing  # every row comes from a file that exists
     problems = Problems(f"the class folders in {root}")
     rows, unknown = [], []
     for stem, path in index_images([root]).items():
@@ -205,7 +204,9 @@ def read_folders(root: Path, *, on_unknown: str = "error", allow_missing: bool =
     table = pd.DataFrame(rows)
     report_duplicates(table, problems)
     index = dict(zip(table["image_id"], map(Path, table["path"])))
-    table = attach_images(table.drop_duplicates("image_id"), index, problems, allow_missing=False, searched=str(root))
+    # every row comes from a file that exists; allow_missing leaves out the unreadable ones
+    table = attach_images(table.drop_duplicates("image_id"), index, problems, allow_missing=allow_missing,
+                          searched=str(root))
     problems.raise_if_any()
     warn("class folders carry no lesion ids: every image counts as its own lesion, so lesion-grouped splits "
          "cannot prevent leakage. Prefer the HAM10000 metadata CSV when you have it.")
@@ -370,7 +371,8 @@ def load_catalog(
         data_dir: dataset root; the layout is detected, also one or two folders down.
         layout: force one of ``ham10000``, ``isic2018``, ``folders``, ``isic_archive``.
         on_unknown: ``"error"`` reports diagnoses outside the 7 classes; ``"drop"`` leaves them out with a warning.
-        allow_missing: leave out catalog rows whose image file is missing (with a warning) instead of failing.
+        allow_missing: leave out catalog rows whose image file is missing, empty or truncated (listed in a warning)
+            instead of failing.
 
     Raises:
         CatalogError: listing every problem found (missing columns, unknown labels, duplicate ids,

@@ -65,12 +65,18 @@ IDENTITY = {"notebook": "the notebook changed", "parameters": "its parameters ch
             "data": "$SKINLIB_DATA changed", "library": "skinlib's code changed"}
 
 
+#: parameters that say how a run gets to its results, not what they are: not part of its identity
+#: (``resume``: an exact resume ends with the weights of an uninterrupted run; ``run_all.py --force`` sets it False)
+HOW_NOT_WHAT = frozenset({"resume"})
+
+
 def identity(run: Run) -> dict[str, str]:
-    """What a run is before it reads anything: its notebook's source, its parameters, the data a run without
-    ``data_dir`` reads, and the library's code (:func:`library_version`). What it reads (registry runs, the split,
-    the dataset) is added when it ends (:mod:`skinlib.provenance`)."""
+    """What a run is before it reads anything: its notebook's source, its parameters (but :data:`HOW_NOT_WHAT`),
+    the data a run without ``data_dir`` reads, and the library's code (:func:`library_version`). What it reads
+    (registry runs, the split, the dataset) is added when it ends (:mod:`skinlib.provenance`)."""
+    what = {key: value for key, value in run.params.items() if key not in HOW_NOT_WHAT}
     return {"notebook": _sha(run.notebook.read_bytes()),
-            "parameters": _sha(json.dumps(run.params, sort_keys=True, default=str).encode()),
+            "parameters": _sha(json.dumps(what, sort_keys=True, default=str).encode()),
             "data": os.environ.get("SKINLIB_DATA", ""),
             "library": library_version()}
 

@@ -323,6 +323,21 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             runs.append(Run(nb_path, name, resolved, gpu))
     if errors:
         raise ParameterError("parameter files do not fit their notebooks:\n  " + "\n  ".join(errors))
+    from .split_names import follow_split
+
+    errors = follow_split(runs, sets or {}, lambda run: notebook_parameters(run.notebook))
+    if errors:
+        raise ParameterError("a split setting from the command line does not reach every run:\n  " + "\n  ".join(errors))
+    return runs
+
+
+def train_again(runs: list[Run], sets: dict[str, Any] | None = None) -> list[Run]:
+    """``--force``: every run that can resume from a checkpoint trains from the start (``resume=False``), unless
+    ``--set resume=...`` says otherwise. ``resume`` is not part of a run's identity (:func:`skinlib.run.execute.identity`):
+    a forced run counts as the same run as before."""
+    for run in runs:
+        if "resume" in notebook_parameters(run.notebook) and "resume" not in (sets or {}):
+            run.params["resume"] = False
     return runs
 
 
