@@ -11,7 +11,7 @@ DATA   ?=
 # (PYTHONDONTWRITEBYTECODE set), every process would compile again: pip compiles there.
 PIP_COMPILE := $(if $(PYTHONDONTWRITEBYTECODE),,--no-compile)
 
-.PHONY: study test lab teaching bench env clean
+.PHONY: study test lab student validate teaching bench env clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "skinlib needs Python 3.10 or newer, this is " + sys.version.split()[0]'
@@ -32,15 +32,26 @@ FORK_KERNELS ?= 1
 test: $(STAMP)                                   ## unit tests and notebook checks (nbval), on TEST_JOBS workers
 	SKINLIB_FORK_KERNELS=$(FORK_KERNELS) $(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup $(ARGS)
 
-lab: $(STAMP)                                    ## open the notebooks in JupyterLab (outputs stay out of git)
-	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
-	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+# JupyterLab for the research notebooks (notebooks/) or the students' copies (teaching/student/): the jupyter/<setup>/
+# config opens and saves notebooks in the stored form (skinlib.run.lab), so `git status` stays clean; nbgrader's
+# menus only in the teaching setup
+LAB = $(BIN)/python -m pip install --quiet -e ".[dev,lab]" && \
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
 	  $(BIN)/python -m nbstripout --install && \
 	  git config filter.nbstripout.extrakeys "$$($(BIN)/python -c 'from skinlib.run.notebook_format import STRIP_KEYS; print(" ".join(STRIP_KEYS))')" && \
 	  echo "git filter nbstripout installed: notebook outputs (except nbval's reference outputs) stay out of commits"; \
-	fi
-	$(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) \
-	  --ContentsManager.pre_save_hook=skinlib.run.notebook_format.strip_on_save notebooks/
+	fi && \
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/$(1)" $(BIN)/python -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(2)
+
+lab: $(STAMP)                                    ## open the notebooks in JupyterLab (outputs stay out of git)
+	$(call LAB,research,notebooks/)
+
+student: $(STAMP)                                ## open the students' copies (teaching/student/) in JupyterLab
+	$(call LAB,teaching,teaching/student/)
+
+validate: $(STAMP)                               ## check a student's answers: make validate NB=teaching/student/02_splits.ipynb
+	@test -n "$(NB)" || { echo "name the notebook: make validate NB=teaching/student/02_splits.ipynb"; exit 2; }
+	cd teaching && PATH="$(CURDIR)/$(BIN):$$PATH" $(CURDIR)/$(BIN)/python -m nbgrader validate "$(abspath $(NB))"
 
 teaching: $(STAMP)                               ## students' copies and the nbgrader course in teaching/ (from notebooks/)
 	$(BIN)/python tools/make_teaching.py

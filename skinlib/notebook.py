@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__, paths
+from . import __version__, paths, tables
 
 BANNER = ("SYNTHETIC DATA: every number and figure below comes from skinlib's generated images, not from "
           "HAM10000 or ISIC. Set data_dir (or SKINLIB_DATA, or run_all.py --data) to use real data.")
@@ -160,7 +160,8 @@ def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
 
 def setup(namespace: Mapping[str, Any], seed: int | None = None,
           resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Print the resolved parameters and environment, seed everything, and set the plotting style; returns the
+    """Print the resolved parameters and environment, seed everything, set the plotting style and how tables show
+    (:func:`skinlib.tables.show_tables`); returns the
     parameters (name -> value, in the parameters cell's order), to record beside the results.
 
     A notebook calls ``params = setup(globals(), seed=seed)`` right after its parameters cell: the names come from
@@ -196,6 +197,7 @@ def setup(namespace: Mapping[str, Any], seed: int | None = None,
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update({"figure.dpi": 90, "savefig.bbox": "tight"})
     pd.set_option("display.width", 140)
+    tables.show_tables()
     width = max(map(len, params), default=0)
     lines = [f"  {k:<{width}} = {v!r}" for k, v in params.items()]
     print("parameters\n" + "\n".join(lines))

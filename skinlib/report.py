@@ -140,7 +140,18 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
                          "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
                          **{f"ours {m}": run.get(m, math.nan) for m in ours_cols}})
     table = pd.DataFrame(rows)
-    return table.dropna(axis=1, how="all") if len(table) else table
+    return _grouped(table.dropna(axis=1, how="all")) if len(table) else table
+
+
+def _grouped(table: pd.DataFrame) -> pd.DataFrame:
+    """A study table's columns in two groups, the paper's then ours, each metric in :data:`PAPER_METRICS` order."""
+    def rank(column: str) -> tuple[int, int]:
+        for group, prefix in enumerate(("paper ", "ours ")):
+            if column.startswith(prefix) and column[len(prefix):] in PAPER_METRICS:
+                return (2 * group + 1, PAPER_METRICS.index(column[len(prefix):]))
+        return (0, 0) if column in ("model", "variant", "paper") else (2, 0) if column.startswith("our") \
+            or column.startswith("balanced accuracy") else (4, 0)
+    return table[sorted(table.columns, key=rank)]
 
 
 def _isnan(value) -> bool:
@@ -297,7 +308,8 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "", ax=Non
 
 
 def isic_csvs(root: Path | None = None) -> pd.DataFrame:
-    """Every ISIC 2018 scoring CSV in the registry, with its run and number of images."""
+    """Every ISIC 2018 scoring CSV in the registry, with its run, number of images and path (from the folder that
+    holds the registry: ``results/<experiment>/<run>/isic_test_predictions.csv``)."""
     base = Path(root) if root else paths.results_dir()
     for experiment in experiment_folders(base):
         provenance.note("registry-experiment", experiment)
@@ -306,17 +318,43 @@ def isic_csvs(root: Path | None = None) -> pd.DataFrame:
         if path.parent.name.startswith("."):
             continue
         rows.append({"experiment": path.parent.parent.name, "run": path.parent.name,
-                     "images": sum(1 for _ in path.open()) - 1, "file": paths.display_path(path)})
+                     "images": sum(1 for _ in path.open()) - 1,
+                     "file": path.relative_to(base.parent).as_posix()})
     return pd.DataFrame(rows)
 
 
 def export_html(notebook: str | Path, target: str | Path | None = None) -> Path:
-    """A standalone HTML copy of an executed notebook without code cells (figures embedded); returns its path."""
+    """A standalone HTML copy of an executed notebook for sharing (figures embedded; returns its path): no code
+    cells, none of the exercises for a course (the ``## Exercises`` section and everything after it, model answers
+    included), and the notebook's title (its first ``#`` heading) as the page's title."""
     import nbformat
     from nbconvert import HTMLExporter
 
     notebook = Path(notebook)
     target = Path(target) if target else notebook.with_suffix(".html")
+    nb = without_exercises(nbformat.read(notebook, as_version=4))
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": page_title(nb, notebook.stem)}})
     return paths.write_atomic(target, body)
+
+
+def without_exercises(nb):
+    """`nb` without its exercises: the cells from its ``## Exercises`` heading on, and any cell nbgrader marks."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.lstrip().startswith("## Exercises"):
+            break
+        if not cell.metadata.get("nbgrader"):
+            cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def page_title(nb, default: str) -> str:
+    """The text of the notebook's first ``#`` heading ("skinlib: 10 · The report"), else `default`."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return f"skinlib: {line[2:].strip()}"
+    return default

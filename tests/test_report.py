@@ -206,3 +206,16 @@ def test_html_export_embeds_figures_without_code(tmp_path):
     nbformat.write(nb, tmp_path / "r.ipynb")
     html = report.export_html(tmp_path / "r.ipynb").read_text()
     assert "data:image/png;base64," in html and "secret_code_line" not in html and "Title" in html
+
+
+def test_html_export_leaves_out_the_exercises_and_names_the_report(tmp_path):
+    """A report to share carries neither the exercises nor their model answers; its page title is the report's."""
+    answer = new_markdown_cell("### BEGIN SOLUTION\nthe model answer\n### END SOLUTION")
+    answer.metadata["nbgrader"] = {"solution": True, "grade": True, "grade_id": "x", "points": 1}
+    nb = new_notebook(cells=[new_markdown_cell("# 10 · The report\nbody text"), new_markdown_cell("## Exercises\nfor a course"),
+                             new_markdown_cell("### Exercise 1 (1 point): a question"), answer])
+    nbformat.write(nb, tmp_path / "r.ipynb")
+    html = report.export_html(tmp_path / "r.ipynb").read_text()
+    assert "body text" in html and "<title>skinlib: 10 · The report</title>" in html
+    for secret in ("Exercises", "a question", "BEGIN SOLUTION", "the model answer"):
+        assert secret not in html

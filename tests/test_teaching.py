@@ -54,7 +54,7 @@ def test_committed_copies_are_what_make_teaching_writes(tmp_path):
 def test_check_mode_fails_on_a_stale_copy(tmp_path):
     make_teaching.write(tmp_path)
     stale = tmp_path / "student" / NOTEBOOKS[0].name
-    stale.write_text(stale.read_text().replace("raise NotImplementedError()", "pass"))
+    stale.write_text(stale.read_text().replace("raise NotImplementedError(", "print("))
     (tmp_path / "student" / "99_gone.ipynb").write_text("{}")
     result = subprocess.run([sys.executable, "tools/make_teaching.py", "--check", "--out", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
@@ -85,14 +85,19 @@ def test_exercises_are_marked_the_nbgrader_way(path):
         assert meta["schema_version"] == 3 and {"grade", "solution", "locked", "grade_id"} <= set(meta)
         if meta["grade"]:
             assert meta["points"] > 0
-        if meta["solution"]:
+        if meta["solution"] and cell.cell_type == "code":
             assert cell.source.count(BEGIN) == 1 and cell.source.count(END) == 1, meta["grade_id"]
+        if meta["solution"] and cell.cell_type == "markdown":     # the whole cell is the answer: no heading markers
+            assert "BEGIN SOLUTION" not in cell.source and cell.source.startswith("**Model answer.**"), meta["grade_id"]
+        if meta["solution"]:
             assert not meta["locked"]
         if cell.cell_type == "code" and meta["solution"]:
             after = nb.cells[i + 1]
             assert grading(after).get("grade") and not grading(after)["solution"], "an answer is followed by its tests"
         if cell.cell_type == "code" and meta["grade"]:
             assert meta["locked"] and "assert " in cell.source, "autograder tests assert something"
+            number = next(c.source.split()[2] for c in reversed(nb.cells[:i]) if c.source.startswith("### Exercise"))
+            assert cell.source.rstrip().endswith(f'print("Exercise {number}: all tests passed")'), meta["grade_id"]
         if cell.cell_type == "markdown" and meta:
             assert meta["solution"] and meta["grade"], "written answers are graded by hand"
 
@@ -113,14 +118,14 @@ def test_student_copy_is_the_notebook_without_its_answers(path):
     for cell in student.cells[start:]:
         meta = grading(cell)
         if meta.get("solution"):
-            assert ("raise NotImplementedError()" if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source
+            assert (make_teaching.CODE_STUB.splitlines()[-1] if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source
         if meta.get("grade") and cell.cell_type == "code":
             assert cell.metadata.get("editable") is False and meta.get("checksum")
 
 
-def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str]:
+def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str, str]:
     """Run a student's copy from teaching/student/ (a smoke-sized run in `workspace`) until a cell fails: that
-    cell's index and its error name."""
+    cell's index, its error name and message."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
@@ -140,8 +145,8 @@ def _execute_student_copy(path: Path, workspace: Path) -> tuple[int, str]:
         except CellExecutionError as exc:
             failed = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
                 o.get("output_type") == "error" for o in c.get("outputs", [])))
-            return failed, exc.ename
-        return len(nb.cells), ""
+            return failed, exc.ename, exc.evalue
+        return len(nb.cells), "", ""
     finally:
         for k, v in old.items():
             if v is None:
@@ -160,11 +165,12 @@ def test_student_copies_run_up_to_their_first_exercise(workspace):
     for path in EXECUTED:
         student = STUDENT / path.name
         started = time.perf_counter()
-        failed, error = _execute_student_copy(student, workspace)
+        failed, error, message = _execute_student_copy(student, workspace)
         print(f"{path.name}: {time.perf_counter() - started:.1f} s")
         nb = nbformat.read(student, as_version=4)
         first_answer = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and grading(c).get("solution"))
         assert (failed, error) == (first_answer, "NotImplementedError"), f"{path.name}: cell {failed} raised {error}"
+        assert message.startswith("write your answer here"), f"{path.name}: the stub says what to do, not {message!r}"
 
 
 def test_nbgrader_releases_the_same_copy(tmp_path):

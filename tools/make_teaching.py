@@ -36,16 +36,24 @@ from skinlib.run.notebook_format import strip  # noqa: E402
 from skinlib.run.plan import find_notebooks  # noqa: E402
 
 TEACHING = ROOT / "teaching"
-CONFIG = '''\
+#: a student's code answer before they write it (nbgrader's stub, with a message saying what to do)
+CODE_STUB = ("# YOUR CODE HERE\n"
+             'raise NotImplementedError("write your answer here, in place of this line, then run the test cell below")')
+CONFIG = f'''\
 """nbgrader configuration of the skinlib course: one assignment per notebook (source/NN_topic/NN_topic.ipynb).
 
 Run nbgrader from this folder (the course root), in the environment where skinlib is installed, activated so that
 nbgrader finds its helper commands: `nbgrader generate_assignment 02_splits` and, once submissions are collected,
-`nbgrader autograde 02_splits`. Written by tools/make_teaching.py.
+`nbgrader autograde 02_splits`. A student checks a copy from the repository root with
+`make validate NB=teaching/student/02_splits.ipynb`. Written by tools/make_teaching.py.
 """
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "skinlib"
+# what a student's code answer starts as: Run All stops there with a message saying what to do
+c.ClearSolutions.code_stub = {{"python": {CODE_STUB!r}}}
+# kernels over Unix sockets: no warning about unencrypted TCP, no port to collide on
+c.KernelManager.transport = "ipc"
 '''
 
 
@@ -69,7 +77,7 @@ def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb = nbformat.from_dict(nb)
     resources: dict = {}
     for step in steps:
-        nb, resources = step().preprocess(nb, resources)
+        nb, resources = (step(code_stub={"python": CODE_STUB}) if step is ClearSolutions else step()).preprocess(nb, resources)
     return strip(nb)
 
 

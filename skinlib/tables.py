@@ -1,0 +1,85 @@
+"""How a notebook shows a table: three decimals, a dash for a missing value (never ``NaN``), no row numbers, and
+cells that wrap so a table fits the page instead of scrolling sideways.
+
+:func:`show_tables` (called by :func:`skinlib.notebook.setup`) makes this the HTML form of every pandas DataFrame
+and Series the notebook displays, in JupyterLab and in the exported report alike; :func:`html` is that form.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+#: what a missing value shows as (a run not made, a metric a task does not have)
+MISSING = "–"
+#: decimals of every number that is not a count
+DECIMALS = 3
+#: each cell wraps (long run names break anywhere), so the table shrinks to the page's width
+STYLES = [
+    {"selector": "", "props": "border-collapse: collapse; font-size: 12px; max-width: 100%;"},
+    {"selector": "th, td", "props": "white-space: normal; overflow-wrap: anywhere; padding: 2px 6px; "
+                                    "vertical-align: top; max-width: 24em;"},
+    {"selector": "td", "props": "text-align: right;"},
+    {"selector": "th.col_heading", "props": "text-align: right; vertical-align: bottom;"},
+    {"selector": "th.row_heading", "props": "text-align: left;"},
+]
+
+
+def _number(value, integral: bool) -> str:
+    """One cell's text: a dash when missing, an integer for a count, three decimals otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return MISSING
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if integral else f"{value:.{DECIMALS}f}"
+    return str(value)
+
+
+def _is_count(column: pd.Series) -> bool:
+    """A float column holding only whole numbers, some above 1 (a count with a missing value, not a metric)."""
+    values = pd.to_numeric(column, errors="coerce").dropna()
+    return bool(len(values)) and column.dtype.kind == "f" and bool((values == values.round()).all()) \
+        and bool((values.abs() > 1).any())
+
+
+def html(table: pd.DataFrame | pd.Series) -> str | None:
+    """The HTML of `table` as notebooks show it (see the module's docstring); None for a table too long to show
+    whole (pandas' own form then shows its head and tail)."""
+    if isinstance(table, pd.Series):
+        table = table.to_frame(name=table.name if table.name is not None else "")
+    if len(table) > pd.get_option("display.max_rows") or table.shape[1] > (pd.get_option("display.max_columns") or 10**6):
+        return None
+    counts = {c for c in table.columns if _is_count(table[c])}
+    formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
+    styler = table.style.format(formats, na_rep=MISSING).format_index(lambda v: MISSING if _missing(v) else v,
+                                                                      axis="columns", na_rep=MISSING)
+    plain_index = isinstance(table.index, pd.RangeIndex) and table.index.name is None
+    if plain_index:
+        styler = styler.hide(axis="index")
+    else:
+        styler = styler.format_index(lambda v: _number(v, False) if isinstance(v, float) else v, axis="index")
+    text = [c for c in table.columns if table[c].dtype.kind == "O"]
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    return styler.set_table_styles(STYLES).to_html()
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def show_tables() -> None:
+    """Make :func:`html` the HTML form of every DataFrame and Series shown in this IPython session (nothing
+    outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    formatter = shell.display_formatter.formatters["text/html"]
+    formatter.for_type(pd.DataFrame, html)
+    formatter.for_type(pd.Series, html)
