@@ -8,7 +8,7 @@ grid. :func:`cam_target` finds it for skinlib's models; other kinds (e.g. CLIP i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -16,8 +16,10 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .data.labels import CLASSES
 from .models.backbones import Backbone
 from .models.custom_cnn import ResidualCNN
+from .models.image_branch import CLIPImageTower, ImageClassifier
 from .models.vision_language import BLIPClassifier, CLIPClassifier
 
 
@@ -77,6 +79,17 @@ def square_token_reshape(prefix_tokens: int = 1) -> Callable[[torch.Tensor], tor
     return reshape
 
 
+def _image_model_target(model: ImageClassifier) -> CamTarget:
+    """The binary tasks' image-only model (07): the last stage of its image branch (study D's small CNN, a timm
+    backbone such as study B's ResNet-18) or the last block of CLIP's image tower."""
+    encoder = model.encoder
+    if isinstance(encoder, CLIPImageTower):
+        return CamTarget([encoder.visual.transformer.resblocks[-1].ln_1], square_token_reshape(1))
+    if isinstance(encoder, nn.Sequential):                         # the small CNN: stem, stages, pool, flatten
+        return CamTarget([encoder[1][-1]])
+    return _timm_target(encoder)
+
+
 #: Model class -> function giving its CamTarget; looked up along the class hierarchy.
 TARGETS: dict[type, Callable[[nn.Module], CamTarget]] = {
     ResidualCNN: lambda m: CamTarget([m.stages[-1]]),
@@ -84,6 +97,7 @@ TARGETS: dict[type, Callable[[nn.Module], CamTarget]] = {
     # CLIP's and BLIP's image towers: the last block's patch tokens, as for a timm ViT (a class token first)
     CLIPClassifier: lambda m: CamTarget([m.visual.transformer.resblocks[-1].ln_1], square_token_reshape(1)),
     BLIPClassifier: lambda m: CamTarget([m.visual.encoder.layers[-1].layer_norm1], square_token_reshape(1)),
+    ImageClassifier: _image_model_target,
 }
 
 
@@ -120,20 +134,71 @@ def layer_names(model: nn.Module) -> str:
     return ", ".join(name for name, m in model.named_modules() if id(m) in layers)
 
 
+def is_binary(model: nn.Module, inputs: torch.Tensor) -> bool:
+    """Whether `model` has one output (a binary task's logit) rather than one per class, from its output on one
+    image of `inputs`."""
+    with torch.no_grad():
+        return model(inputs[:1]).shape[-1] == 1
+
+
+def score_target(cls: int, binary: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Grad-CAM's target for class `cls`: the class's logit; for a one-logit (binary) model the logit for class 1
+    and its negative for class 0 (the package's ``BinaryClassifierOutputTarget``)."""
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
+
+    return BinaryClassifierOutputTarget(int(cls)) if binary else ClassifierOutputTarget(int(cls))
+
+
+class ProbabilityTarget:
+    """The probability of class `cls` from a model's output for one image: softmax over the logits, or for a
+    one-logit (binary) model the sigmoid (class 1) or one minus it (class 0). What :func:`faithfulness` measures.
+
+    Args:
+        cls: the class.
+    """
+
+    def __init__(self, cls: int):
+        self.cls = int(cls)
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if output.shape[-1] == 1:
+            p = torch.sigmoid(output.float()[..., 0])
+            return p if self.cls == 1 else 1 - p
+        return torch.softmax(output.float(), dim=-1)[..., self.cls]
+
+
+def probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (n, k) of `model` on preprocessed `inputs`: softmax, or for a one-logit (binary) model
+    the columns (1 - sigmoid, sigmoid), so that column c is always the probability of class c.
+
+    Args:
+        model: a classifier in eval mode.
+        inputs: preprocessed images (n, 3, H, W) on the model's device.
+        batch_size: images per forward pass.
+    """
+    with torch.no_grad():
+        logits = torch.cat([model(inputs[i:i + batch_size]).float() for i in range(0, len(inputs), batch_size)])
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], 1).cpu().numpy()
+    return torch.softmax(logits, 1).cpu().numpy()
+
+
 def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batch_size: int = 32) -> np.ndarray:
     """Grad-CAM maps (n, H, W) in [0, 1] at the input's resolution, for class `classes[i]` of image i.
 
     Args:
-        model: a classifier in eval mode.
+        model: a classifier in eval mode (one logit per class, or one logit for a binary task: class 1 is its
+            logit, class 0 its negative).
         inputs: preprocessed images (n, 3, H, W) on the model's device.
         classes: the class explained for each image (the prediction, the truth, or another class).
         batch_size: images per Grad-CAM pass.
     """
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     target = cam_target(model)
     model.eval()
+    binary = len(inputs) > 0 and is_binary(model, inputs)
     maps = []
     frozen = [p for p in model.parameters() if not p.requires_grad]     # a frozen backbone still needs gradients
     for p in frozen:                                                     # to flow back to its last stage
@@ -142,7 +207,7 @@ def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batc
         with GradCAM(model=model, target_layers=target.layers, reshape_transform=target.reshape_transform) as cam:
             for start in range(0, len(inputs), batch_size):
                 chunk = inputs[start:start + batch_size]
-                targets = [ClassifierOutputTarget(int(c)) for c in classes[start:start + batch_size]]
+                targets = [score_target(c, binary) for c in classes[start:start + batch_size]]
                 maps.append(cam(input_tensor=chunk, targets=targets))
     finally:
         for p in frozen:
@@ -175,11 +240,12 @@ def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, class
 
     Uses the package's ROAD metric (remove-most-relevant-first with noisy linear imputation,
     ``pytorch_grad_cam.metrics.road``): the pixels above the map's `percentile` are imputed from their
-    neighbours and the softmax probability of the explained class is measured again. The same is done with a
-    smooth random map (:func:`random_maps`), which removes the same number of pixels.
+    neighbours and the probability of the explained class (:class:`ProbabilityTarget`: softmax, or the sigmoid of
+    a binary model's one logit) is measured again. The same is done with a smooth random map (:func:`random_maps`),
+    which removes the same number of pixels.
 
     Args:
-        model: the classifier (eval mode).
+        model: the classifier (eval mode; one logit per class, or one logit for a binary task).
         inputs: preprocessed images (n, 3, H, W).
         maps: Grad-CAM maps (n, H, W) for `classes`.
         classes: the explained class per image.
@@ -190,15 +256,13 @@ def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, class
         one row per image: ``p`` (before), ``drop_cam`` and ``drop_random`` (probability lost; positive = hurt).
     """
     from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-    targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
+    targets = [ProbabilityTarget(c) for c in classes]
     metric = ROADMostRelevantFirst(percentile=percentile)
-    with torch.no_grad():
-        p = torch.softmax(model(inputs).float(), 1)[torch.arange(len(inputs)), torch.as_tensor(list(classes))]
+    p = probabilities(model, inputs)[np.arange(len(inputs)), np.asarray(list(classes), int)]
     drop_cam = -metric(inputs, maps, targets, model)
     drop_random = -metric(inputs, random_maps(len(inputs), inputs.shape[2:], seed), targets, model)
-    return pd.DataFrame({"p": p.cpu().numpy(), "drop_cam": drop_cam, "drop_random": drop_random})
+    return pd.DataFrame({"p": p, "drop_cam": drop_cam, "drop_random": drop_random})
 
 
 def faithfulness_summary(table: pd.DataFrame) -> dict[str, float]:
@@ -218,8 +282,12 @@ class Subject:
         model: the model in eval mode; ``spec`` its :class:`~skinlib.models.spec.ModelSpec`.
         images: uint8 (n, S, S, 3) at the cache's resolution (what the overlays are drawn on).
         inputs: the preprocessed images (n, 3, S, S) the model sees.
-        labels, predicted: true and predicted class per image; ``proba`` the probabilities.
+        labels, predicted: true and predicted class per image; ``proba`` the probabilities (n, classes): for a
+            binary model the columns (1 - p, p).
         image_ids: the images' ids.
+        classes: the class codes of ``proba``'s columns (a binary task's: negative, positive, e.g. rest, mel).
+        threshold: a binary model's decision threshold on p (07's, chosen on validation); None for a multiclass one
+            (its prediction is the most probable class).
     """
 
     name: str
@@ -231,6 +299,13 @@ class Subject:
     predicted: np.ndarray
     proba: np.ndarray
     image_ids: np.ndarray
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    threshold: float | None = None
+
+    @property
+    def binary(self) -> bool:
+        """Whether the model is a binary task's (one logit)."""
+        return self.threshold is not None
 
     def maps(self, index: Sequence[int], classes: Sequence[int] | None = None) -> np.ndarray:
         """Grad-CAM maps of images `index` for `classes` (default: the predicted class)."""
@@ -239,9 +314,54 @@ class Subject:
         return gradcam(self.model, self.inputs[index], list(classes))
 
 
+def recorded_threshold(experiment: str, run: str, root=None, rule: str = "youden") -> float:
+    """A binary run's decision threshold chosen on validation by `rule` (07 records ``<rule>_threshold``).
+
+    Raises:
+        ValueError: the run recorded no such threshold (names the run and what it recorded).
+    """
+    from .registry import load_run
+
+    test = load_run(experiment, run, root).metrics.get("test", {})
+    key = f"{rule}_threshold"
+    if key not in test:
+        raise ValueError(f"run {experiment}/{run} recorded no {key} (its test metrics: {sorted(test)}); a binary run "
+                         "of 07 records the thresholds it chose on validation")
+    return float(test[key])
+
+
+def recorded_part(experiment: str, run: str, table: pd.DataFrame, split: str = "test", root=None) -> pd.DataFrame:
+    """The images a run predicted on `split`, with the labels it was scored against (``image_id``, ``label``), as
+    recorded in its predictions: a binary run's own test images and 0 / 1 targets.
+
+    Args:
+        experiment, run: a recorded run.
+        table: the catalog its images must be in (their cache is read from it).
+        split: the split of its predictions.
+        root: the registry folder.
+
+    Raises:
+        ValueError: images of the run that `table` does not hold (it was trained on other data).
+    """
+    from .registry import load_run
+
+    predictions = load_run(experiment, run, root).predictions
+    part = predictions.loc[predictions["split"] == split, ["image_id", "label"]].reset_index(drop=True)
+    missing = sorted(set(part["image_id"]) - set(table["image_id"]))
+    if missing:
+        raise ValueError(f"run {experiment}/{run}: {len(missing)} of its {len(part)} {split} images are not in this "
+                         f"catalog (e.g. {missing[:3]}); it was trained on other data: point data_dir / layout at "
+                         "that data to explain it")
+    return part
+
+
 def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFrame, device: str = "cpu",
-                 root=None) -> Subject:
+                 root=None, catalog: pd.DataFrame | None = None) -> Subject:
     """A registry model with `part`'s images (e.g. the test split), its inputs and predictions.
+
+    A model whose classes are not the seven HAM10000 classes (a binary task's, e.g. study B's melanoma vs rest) is
+    explained on its own recorded test images instead of `part` (:func:`recorded_part`); a binary one predicts at
+    its validation-chosen threshold (:func:`recorded_threshold`).
 
     Args:
         experiment, run: a run recorded with its model.
@@ -249,33 +369,48 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
         table: the whole split catalog (its image cache at the model's size is used or built).
         device: where the model runs.
         root: the registry folder.
+        catalog: the catalog a binary run's own test images are read from (default: `table`; a smoke run's split
+            catalog is a subset that may not hold them); only those images are cached.
     """
     from .data.cache import build_cache
     from .registry import load_model, load_spec
 
     spec = load_spec(experiment, run, root)
+    classes = list(spec.classes or CLASSES)
+    if classes != list(CLASSES):
+        catalog = table if catalog is None else catalog
+        part = recorded_part(experiment, run, catalog, root=root)
+        table = catalog[catalog["image_id"].isin(part["image_id"])]
     model, preprocess = load_model(experiment, run, root, device=device)
     images = build_cache(table, spec.image_size, resample=spec.resample).images(part["image_id"].to_numpy())
     with torch.no_grad():
         inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
-        proba = torch.cat([torch.softmax(model(inputs[i:i + 64]).float(), 1) for i in range(0, len(inputs), 64)])
-    proba = proba.cpu().numpy()
-    return Subject(f"{experiment}/{run}", model, spec, images, inputs, part["label"].to_numpy(), proba.argmax(1),
-                   proba, part["image_id"].to_numpy())
+    proba = probabilities(model, inputs)
+    threshold = None
+    if len(inputs) and is_binary(model, inputs):
+        threshold = recorded_threshold(experiment, run, root)
+        predicted = (proba[:, 1] >= threshold).astype(int)
+    else:
+        predicted = proba.argmax(1)
+    if proba.shape[1] != len(classes):
+        raise ValueError(f"run {experiment}/{run}: the model gives {proba.shape[1]} probabilities, its spec names "
+                         f"{len(classes)} classes ({classes})")
+    return Subject(f"{experiment}/{run}", model, spec, images, inputs, part["label"].to_numpy().astype(int), predicted,
+                   proba, part["image_id"].to_numpy(), classes, threshold)
 
 
 def load_subjects(names: Sequence[str], part: pd.DataFrame, table: pd.DataFrame, device: str = "cpu",
-                  root=None) -> dict[str, Subject]:
+                  root=None, catalog: pd.DataFrame | None = None) -> dict[str, Subject]:
     """The :class:`Subject` of each ``experiment/run`` of `names` (once each, in order) whose model has a Grad-CAM
     target; a model kind without one is left out, saying so in one line.
 
     Args:
         names: runs recorded with their models, as ``experiment/run``.
-        part, table, device, root: as for :func:`load_subject`.
+        part, table, device, root, catalog: as for :func:`load_subject`.
     """
     subjects = {}
     for name in dict.fromkeys(names):
-        subject = load_subject(*name.split("/"), part, table, device, root)
+        subject = load_subject(*name.split("/"), part, table, device, root, catalog)
         try:
             cam_target(subject.model)
         except TypeError as exc:                   # a model kind without a registered Grad-CAM target

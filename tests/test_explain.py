@@ -123,3 +123,92 @@ def test_vision_language_towers_have_grad_cam_maps(family):
              else create_blip(num_classes=7, config=TINY_BLIP, image_size=64)).eval()
     maps = explain.gradcam(model, torch.randn(3, 3, 64, 64), [0, 3, 6])
     assert maps.shape == (3, 64, 64) and np.isfinite(maps).all()
+
+
+class RegionModel(nn.Module):
+    """A model whose evidence is known: it looks only at the top-left quadrant, where a bright square means class 1.
+    One logit (binary) or two (softmax)."""
+
+    def __init__(self, outputs: int):
+        super().__init__()
+        self.outputs = outputs
+        self.features = nn.Sequential(nn.Conv2d(3, 1, 1), nn.ReLU())
+        with torch.no_grad():
+            self.features[0].weight.fill_(1 / 3)
+            self.features[0].bias.zero_()
+        mask = torch.zeros(1, 1, 32, 32)
+        mask[..., :16, :16] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        evidence = (self.features(x) * self.mask).sum((2, 3)) / self.mask.sum()
+        logit = 10 * (evidence - 0.3)
+        return logit if self.outputs == 1 else torch.cat([torch.zeros_like(logit), logit], 1)
+
+
+def squares(n=16, seed=0):
+    """Noise images (n, 3, 32, 32); the first half carry a bright square in the region the model reads."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0.3 * torch.randn(n, 3, 32, 32, generator=g)
+    x[: n // 2, :, 4:12, 4:12] += 2
+    return x
+
+
+@pytest.mark.parametrize("outputs", [1, 2], ids=["one logit (sigmoid)", "two logits (softmax)"])
+def test_maps_and_faithfulness_on_a_model_whose_evidence_is_known(monkeypatch, outputs):
+    """Grad-CAM points at the square the model reads, and removing the map's area (ROAD) lowers the probability of
+    the class far more than removing random areas of the same size. With one logit, a softmax target would make
+    every probability 1 and every drop 0: the sigmoid target is what makes a binary model's test mean something."""
+    monkeypatch.setitem(explain.TARGETS, RegionModel, lambda m: explain.CamTarget([m.features]))
+    model = RegionModel(outputs).eval()
+    x = squares()
+    positives = list(range(8))
+    assert explain.is_binary(model, x) == (outputs == 1)
+    proba = explain.probabilities(model, x)
+    assert proba.shape == (16, 2) and (proba[:8, 1] > 0.5).all() and (proba[8:, 1] < 0.5).all()
+    maps = explain.gradcam(model, x[positives], [1] * 8)
+    inside = np.zeros((32, 32), bool)
+    inside[4:12, 4:12] = True
+    assert (maps[:, inside].mean(1) > 3 * maps[:, ~inside].mean(1)).all()
+    table = explain.faithfulness(model, x[positives], maps, [1] * 8, percentile=80, seed=0)
+    np.testing.assert_allclose(table["p"], proba[:8, 1], rtol=1e-5)
+    summary = explain.faithfulness_summary(table)
+    assert summary["drop_cam"] > 0.3 and summary["cam_minus_random"] > 0.2, summary
+    assert summary["share_cam_hurts_more"] >= 0.75, summary
+    elsewhere = explain.faithfulness(model, x[positives], np.ascontiguousarray(maps[:, ::-1, ::-1]), [1] * 8)
+    assert explain.faithfulness_summary(elsewhere)["cam_minus_random"] < 0.1     # a map off the evidence does not
+
+
+def test_a_binary_run_is_explained_on_its_own_test_images_at_its_threshold(synthetic_small):
+    """09 on a binary run of 07 (study B's melanoma vs rest): its own recorded test images and 0 / 1 targets, not
+    the 7-class split's; probabilities (1 - p, p) equal to the recorded ones; predictions at the threshold 07 chose
+    on validation; Grad-CAM maps and faithfulness through the one logit."""
+    from skinlib import binary, evaluation, inputs, registry
+    from skinlib.models import ModelSpec
+    from skinlib.train import predict
+
+    catalog = binary.with_target(load_catalog(synthetic_small, layout="ham10000"), "melanoma")
+    catalog["split"] = make_split(catalog, seed=1)["split"].to_numpy()
+    cache = build_cache(catalog, 32)
+    parts = inputs.by_split(catalog)
+    model = binary.make_model("image", 0, "small_cnn", image_size=32, seed=0)
+    mean, std = channel_stats(cache, parts["train"]["image_id"])
+    pre = Preprocess(mean, std)
+    proba = {s: predict(model, Batches(cache, parts[s]["image_id"], parts[s]["target"], 64), pre) for s in ("val", "test")}
+    factory, kwargs = binary.model_factory("image", 0, "small_cnn", image_size=32)
+    registry.record("binary", "mel", {"backbone": "small_cnn"}, parts, evaluation.evaluate_binary(parts, proba, "mel", n_boot=5),
+                    model=model, spec=ModelSpec(factory, kwargs, list(mean), list(std), 32, classes=["rest", "mel"]))
+    other_test = catalog[make_split(catalog, seed=0)["split"].to_numpy() == "test"]
+    subject = explain.load_subject("binary", "mel", other_test, catalog)
+    recorded = registry.load_run("binary", "mel").predictions.query("split == 'test'")
+    assert subject.classes == ["rest", "mel"] and subject.binary
+    assert list(subject.image_ids) == list(recorded["image_id"]) and list(subject.labels) == list(recorded["label"])
+    np.testing.assert_allclose(subject.proba[:, 1], recorded["p_mel"], atol=1e-5)
+    np.testing.assert_allclose(subject.proba.sum(1), 1, atol=1e-6)
+    assert subject.threshold == registry.load_run("binary", "mel").metrics["test"]["youden_threshold"]
+    assert (subject.predicted == (subject.proba[:, 1] >= subject.threshold)).all()
+    assert explain.layer_names(subject.model) == "encoder.1.2"
+    maps = subject.maps(range(4))
+    assert maps.shape == (4, 32, 32) and np.isfinite(maps).all()
+    table = explain.faithfulness(subject.model, subject.inputs[:4], maps, subject.predicted[:4])
+    np.testing.assert_allclose(table["p"], subject.proba[np.arange(4), subject.predicted[:4]], rtol=1e-5)
