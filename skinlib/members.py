@@ -247,6 +247,15 @@ def best_per_kind(runs: pd.DataFrame, kinds: Sequence[str], score: str = "val_au
     return picked
 
 
+def missing_kinds(runs: pd.DataFrame, kinds: Sequence[str]) -> list[str]:
+    """Those of `kinds` that no run of `runs` (:func:`binary_runs`) is of, by backbone or run name, as for
+    :func:`best_per_kind`: what an ensemble of one run per kind still needs."""
+    if runs.empty:
+        return list(kinds)
+    return [kind for kind in kinds
+            if not (runs["backbone"].str.contains(kind, case=False) | runs["run"].str.contains(kind, case=False)).any()]
+
+
 def load_specialists(found: pd.DataFrame, table: pd.DataFrame, image_ids: Mapping[str, Sequence[str]], *,
                      batch_size: int = 64, device: str = "auto") -> dict[str, list[Specialist]]:
     """The specialists of `found` (:func:`registry_specialists`), each predicting every image of `table` with its

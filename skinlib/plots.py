@@ -152,16 +152,23 @@ def confusion_pair(counts: pd.DataFrame, normalized: pd.DataFrame, title: str = 
     return fig
 
 
-def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy", best_epoch: int | None = None):
-    """Loss (train and val) and accuracy / the monitored metric per epoch."""
+def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy", best_epoch: int | None = None,
+                    title: str = ""):
+    """Loss (train and val) and accuracy / the monitored metric per epoch; `title` (e.g. the model) above both."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     axes[0].plot(history["epoch"], history["train_loss"], label="train")
     axes[0].plot(history["epoch"], history["val_loss"], label="val")
     axes[0].set_title("loss")
     axes[1].plot(history["epoch"], history["train_accuracy"], label="train accuracy")
     axes[1].plot(history["epoch"], history["val_accuracy"], label="val accuracy")
+    axes[1].set_title("accuracy")
     if monitor in history and monitor != "val_accuracy":
         axes[1].plot(history["epoch"], history[monitor], label=monitor.replace("_", " "))
+        axes[1].set_title(f"accuracy and {monitor.replace('_', ' ')}")
+    if best_epoch:
+        axes[1].set_title(f"{axes[1].get_title()} (dashed: the best epoch, kept)")
+    if title:
+        fig.suptitle(title, fontweight="bold")
     for ax in axes:
         if best_epoch:
             ax.axvline(best_epoch, color="grey", ls="--", lw=1)
@@ -181,7 +188,7 @@ def confusions_side_by_side(tables: dict[str, pd.DataFrame], fmt: str = ".2f"):
     return fig
 
 
-def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cell: float = 1.9):
+def cam_rows(rows: dict[str, list[tuple[np.ndarray, str]]], title: str = "", cell: float = 2.5):
     """Grad-CAM overlays: one row per key (its label on the left), each image with its own caption."""
     return _image_rows(rows, title, cell, height=1.05, pad=0.5, label_size=9)
 
@@ -196,8 +203,13 @@ def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "R
         ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, p):.2f})")
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(fontsize=8, loc="lower right")
+    _legend_below(ax)
     return fig
+
+
+def _legend_below(ax) -> None:
+    """The legend under the axes, where it covers no curve (one entry a line)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0, -0.13), frameon=False)
 
 
 def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "precision-recall (test)", ax=None):
@@ -213,5 +225,5 @@ def pr_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "pr
     if rate is not None:
         ax.axhline(rate, color="grey", ls="--", lw=1, label=f"chance ({rate:.2f})")
     ax.set(xlabel="recall (sensitivity)", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(fontsize=8, loc="upper right")
+    _legend_below(ax)
     return fig

@@ -53,8 +53,7 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
         return None
     counts = {c for c in table.columns if _is_count(table[c])}
     formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
-    styler = table.style.format(formats, na_rep=MISSING).format_index(lambda v: MISSING if _missing(v) else v,
-                                                                      axis="columns", na_rep=MISSING)
+    styler = table.style.format(formats, na_rep=MISSING).format_index(_header, axis="columns", na_rep=MISSING)
     plain_index = isinstance(table.index, pd.RangeIndex) and table.index.name is None
     if plain_index:
         styler = styler.hide(axis="index")
@@ -64,6 +63,13 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
     if text:
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     return styler.set_table_styles(STYLES).to_html()
+
+
+def _header(value) -> str:
+    """A column's name, free to wrap after each underscore (``average_precision_high`` over three lines)."""
+    import html as markup
+
+    return MISSING if _missing(value) else markup.escape(str(value)).replace("_", "_<wbr>")
 
 
 def _missing(value) -> bool:

@@ -218,6 +218,8 @@ def test_best_member_and_best_per_kind():
                          "column": "p_mel", "val_auc": [0.6, 0.8, 0.5, 0.7]})
     assert [r["run"] for r in members.best_per_kind(runs, ("dino", "clip"))] == ["y", "clip-w"]
     assert members.best_per_kind(runs[runs["run"] != "z"].iloc[:2], ("dino", "clip")) is None
+    assert members.missing_kinds(runs[runs["run"] != "z"].iloc[:2], ("dino", "clip")) == ["clip"]
+    assert members.missing_kinds(runs, ("dino", "clip")) == [] and members.missing_kinds(runs.iloc[:0], ("dino",)) == ["dino"]
 
 
 def test_load_specialists_align_their_predictions_to_the_members(monkeypatch):

@@ -123,3 +123,21 @@ def test_command_line(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     with Image.open(next((tmp_path / "cli" / "ham10000").rglob("*.jpg"))) as im:
         assert im.size == (40, 30)
+
+
+def test_built_in_data_says_what_it_left_out_in_one_plain_line(synthetic_small, monkeypatch, capsys):
+    """The rows the generator writes wrong on purpose (as real exports have them) are no red warning on data we
+    generated ourselves: one plain line says what was left out."""
+    import warnings
+
+    from skinlib import paths
+    from skinlib.data import source
+
+    monkeypatch.delenv(paths.DATA_ENV, raising=False)
+    monkeypatch.setattr(source, "synthetic_root", lambda *args, **kwargs: synthetic_small)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        archive = source.open_catalog(None, "isic_archive")
+    assert set(archive["malignant"]) == {0, 1}
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "indeterminate" in lines[0] and lines[0].startswith("synthetic data")
