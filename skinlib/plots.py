@@ -156,24 +156,24 @@ def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy
                     title: str = ""):
     """Loss (train and val) and accuracy / the monitored metric per epoch; `title` (e.g. the model) above both."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-    axes[0].plot(history["epoch"], history["train_loss"], label="train")
-    axes[0].plot(history["epoch"], history["val_loss"], label="val")
+    dots = {"marker": "o", "ms": 3}                  # a run of one epoch still shows its point
+    axes[0].plot(history["epoch"], history["train_loss"], label="train", **dots)
+    axes[0].plot(history["epoch"], history["val_loss"], label="val", **dots)
     axes[0].set_title("loss")
-    axes[1].plot(history["epoch"], history["train_accuracy"], label="train accuracy")
-    axes[1].plot(history["epoch"], history["val_accuracy"], label="val accuracy")
+    axes[1].plot(history["epoch"], history["train_accuracy"], label="train accuracy", **dots)
+    axes[1].plot(history["epoch"], history["val_accuracy"], label="val accuracy", **dots)
     axes[1].set_title("accuracy")
     if monitor in history and monitor != "val_accuracy":
-        axes[1].plot(history["epoch"], history[monitor], label=monitor.replace("_", " "))
+        axes[1].plot(history["epoch"], history[monitor], label=monitor.replace("_", " "), **dots)
         axes[1].set_title(f"accuracy and {monitor.replace('_', ' ')}")
-    if best_epoch:
-        axes[1].set_title(f"{axes[1].get_title()} (dashed: the best epoch, kept)")
     if title:
         fig.suptitle(title, fontweight="bold")
     for ax in axes:
         if best_epoch:
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1)
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label="best epoch (kept)")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max(int(history["epoch"].max()) if len(history) else 1, 1) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

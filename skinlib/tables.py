@@ -15,12 +15,11 @@ import pandas as pd
 MISSING = "–"
 #: decimals of every number that is not a count
 DECIMALS = 3
-#: each cell wraps (long run names break anywhere), so the table shrinks to the page's width
+#: each cell wraps (words at spaces, names after ``_``, ``/``, ``-``), so the table shrinks to the page's width
 STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 12px; max-width: 100%;"},
-    {"selector": "th, td", "props": "white-space: normal; overflow-wrap: anywhere; padding: 2px 6px; "
+    {"selector": "th, td", "props": "white-space: normal; overflow-wrap: break-word; padding: 2px 6px; "
                                     "vertical-align: top; max-width: 24em;"},
-    {"selector": "td", "props": "text-align: right;"},
     {"selector": "th.col_heading", "props": "text-align: right; vertical-align: bottom;"},
     {"selector": "th.row_heading", "props": "text-align: left;"},
 ]
@@ -34,7 +33,14 @@ def _number(value, integral: bool) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.0f}" if integral else f"{value:.{DECIMALS}f}"
-    return str(value)
+    return _breakable(value)
+
+
+def _breakable(value) -> str:
+    """`value` as HTML text that may wrap after each ``_`` and ``/`` (run names, paths, column names)."""
+    import html as markup
+
+    return markup.escape(str(value)).replace("_", "_<wbr>").replace("/", "/<wbr>")
 
 
 def _is_count(column: pd.Series) -> bool:
@@ -51,6 +57,8 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
         table = table.to_frame(name=table.name if table.name is not None else "")
     if len(table) > pd.get_option("display.max_rows") or table.shape[1] > (pd.get_option("display.max_columns") or 10**6):
         return None
+    if not table.columns.is_unique:          # columns not addressable by name: one format for all
+        return table.style.format(lambda v: _number(v, False), na_rep=MISSING).set_table_styles(STYLES).to_html()
     counts = {c for c in table.columns if _is_count(table[c])}
     formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
     styler = table.style.format(formats, na_rep=MISSING).format_index(_header, axis="columns", na_rep=MISSING)
@@ -58,18 +66,20 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
     if plain_index:
         styler = styler.hide(axis="index")
     else:
-        styler = styler.format_index(lambda v: _number(v, False) if isinstance(v, float) else v, axis="index")
+        styler = styler.format_index(lambda v: _number(v, False), axis="index")
     text = [c for c in table.columns if table[c].dtype.kind == "O"]
-    if text:
-        styler = styler.set_properties(subset=text, **{"text-align": "left"})
-    return styler.set_table_styles(STYLES).to_html()
+    numbers = [c for c in table.columns if c not in text]
+    for columns, side in ((text, "left"), (numbers, "right")):        # words read from the left, numbers line up
+        if columns:
+            styler = styler.set_properties(subset=columns, **{"text-align": side})
+    headers = [{"selector": f"th.col_heading.col{i}", "props": "text-align: left;"}
+               for i, c in enumerate(table.columns) if c in text]
+    return styler.set_table_styles(STYLES + headers).to_html()
 
 
 def _header(value) -> str:
     """A column's name, free to wrap after each underscore (``average_precision_high`` over three lines)."""
-    import html as markup
-
-    return MISSING if _missing(value) else markup.escape(str(value)).replace("_", "_<wbr>")
+    return MISSING if _missing(value) else _breakable(value)
 
 
 def _missing(value) -> bool:

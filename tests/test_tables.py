@@ -18,7 +18,7 @@ def test_missing_values_show_a_dash_and_numbers_three_decimals():
     assert ">0.406<" in html and ">12<" in html and ">12.000<" not in html and ">3<" in html
     assert html.count(f">{tables.MISSING}<") == 3
     assert 'class="row_heading' not in html, "a plain 0..n-1 index is not shown"
-    assert "white-space: normal" in html and "overflow-wrap: anywhere" in html
+    assert "white-space: normal" in html and "transfer/<wbr>resnet50-rgb" in html
 
 
 def test_a_meaningful_index_and_a_series_are_shown():
@@ -28,3 +28,10 @@ def test_a_meaningful_index_and_a_series_are_shown():
 
 def test_a_long_table_keeps_pandas_form():
     assert tables.html(pd.DataFrame({"x": range(pd.get_option("display.max_rows") + 1)})) is None
+
+
+def test_repeated_column_names_and_a_multiindex():
+    assert "NaN" not in tables.html(pd.DataFrame([[1.0, math.nan]], columns=["a", "a"]))
+    wide = pd.concat({"clip": pd.DataFrame({"auc": [0.5, math.nan]}), "blip": pd.DataFrame({"auc": [0.25, 0.75]})}, axis=1)
+    html = tables.html(wide)
+    assert "NaN" not in html and ">0.250<" in html
