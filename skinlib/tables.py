@@ -18,7 +18,7 @@ DECIMALS = 3
 #: each cell wraps (words at spaces, names after ``_``, ``/``, ``-``), so the table shrinks to the page's width
 STYLES = [
     {"selector": "", "props": "border-collapse: collapse; font-size: 12px; max-width: 100%;"},
-    {"selector": "th, td", "props": "white-space: normal; overflow-wrap: break-word; padding: 2px 6px; "
+    {"selector": "th, td", "props": "white-space: normal; overflow-wrap: break-word; padding: 2px 4px; "
                                     "vertical-align: top; max-width: 24em;"},
     {"selector": "th.col_heading", "props": "text-align: right; vertical-align: bottom;"},
     {"selector": "th.row_heading", "props": "text-align: left;"},
