@@ -2,7 +2,10 @@
 """Run the skinlib notebooks in order, headlessly, through papermill.
 
     python run_all.py                       # every notebook, built-in synthetic data, quick defaults
-    python run_all.py --data ~/HAM10000     # the same on real data (any supported layout)
+    python run_all.py --data ~/HAM10000     # the same on real data (any supported layout); runs needing other
+                                            # data (07's ISIC archive task) are skipped, saying how to give it
+    python run_all.py --profile full --data ham10000=~/HAM10000 --data isic_archive=~/isic-export
+                                            # each dataset a profile's runs name, given once
     python run_all.py --profile full        # real-data settings from params/full/ (GPU box)
     python run_all.py --list                # what would run, with resolved parameters and status
     python run_all.py --only 02 --force     # one notebook, even if already done
@@ -31,6 +34,7 @@ from skinlib import paths  # noqa: E402
 from skinlib.inputs import SMOKE_ENV  # noqa: E402
 from skinlib.run.plan import (ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke,  # noqa: E402
                               train_again)
+from skinlib.run.data import DataError, check_data, parse_data  # noqa: E402
 from skinlib.run.execute import why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
 
@@ -43,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--profile", default="default", help="parameter profile: default (notebook defaults), a folder of params/, or the path of a "
                              "folder of parameter files (executed notebooks go to <workspace>/outputs/<its name>)")
-    parser.add_argument("--data", type=Path, help="dataset root for every notebook (sets data_dir; else $SKINLIB_DATA, else synthetic)")
+    parser.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                        help="a dataset the runs name (NAME: ham10000, isic2018, isic_archive; else "
+                             "$SKINLIB_DATA_<NAME>), repeatable; a bare PATH (else $SKINLIB_DATA) serves every run "
+                             "whose dataset its layout fits. Nothing given: the built-in synthetic data")
     parser.add_argument("--allow-missing", action="store_true", help="leave out catalog rows whose image file is missing, empty or truncated "
                         "(listed in a warning)")
     parser.add_argument("--only", nargs="+", metavar="NB", help="only these notebooks or runs (e.g. 01 02_splits)")
@@ -78,10 +85,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--gpus {args.gpus}: give distinct GPU ids separated by commas, e.g. --gpus 0,2")
 
     overrides = {}
-    if args.data is not None:
-        if not args.data.expanduser().is_dir():
-            parser.error(f"--data {args.data}: no such folder")
-        overrides["data_dir"] = str(args.data.expanduser().resolve())
     if args.allow_missing:
         overrides["allow_missing"] = True
     try:
@@ -89,8 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         runs = select(plan(ROOT / "notebooks", ROOT / "params", args.profile, overrides, sets), args.only, args.start)
         if args.force:
             runs = train_again(runs, sets)              # --force means train again, not resume from a checkpoint
-    except ParameterError as exc:
+        data = check_data(runs, parse_data(args.data))
+    except (ParameterError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    # the kernels read each dataset from its own variable; the bare one is resolved into them
+    os.environ.pop(paths.DATA_ENV, None)
+    os.environ.update(data.environment())
+    skipped = data.skipped()
+    if data.missing and not args.keep_going and not args.list:
+        print(f"error: {data.missing_message(keep_going=False)}", file=sys.stderr)
         return 2
     if args.smoke:
         # its own workspace: smoke outputs, checkpoints and registry never mix with (or resume) real ones
@@ -100,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = paths.outputs_dir() / outputs_name(args.profile)     # never the profile's own folder
     if args.list:
         for run in runs:
+            if run.name in skipped:
+                print(f"{run.name}  [skipped: dataset {run.data['dataset']} not given]  {run.params or '(notebook defaults)'}")
+                continue
             why = why_pending(out_dir, run)
             status = in_progress(run) or ("done" if why is None else f"pending: {why}")
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
@@ -108,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     kind = "SMOKE run of profile" if args.smoke else "profile"
     print(f"{kind} {args.profile}: {len(runs)} run(s); executed notebooks in {out_dir}", flush=True)
+    for line in data.not_applicable_lines():
+        print(line, flush=True)
+    if data.missing:
+        print(f"keep going without them: {data.missing_message(keep_going=True)}", flush=True)
+    runs = [run for run in runs if run.name not in skipped]
     status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
                      progress=not args.no_progress, wait=args.wait,
                      after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
@@ -121,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"report (HTML, open it in a browser): {html}", flush=True)
         else:
             print(f"no report exported: {report.name} is not up to date ({why})", flush=True)
+    if data.missing:
+        print(f"\nskipped, their dataset not given:\n{data.missing_message(keep_going=True)}", flush=True)
+        return status or 1
     return status
 
 

@@ -334,7 +334,7 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
         regimes: training regimes of :data:`REGIMES`.
         parts: train / val / test tables with the ``target`` column.
         features: the :class:`skinlib.metadata.MetadataFeatures` fitted on the train split (its columns also feed
-            the logistic regression).
+            the logistic regression); None for data without metadata (then only ``image`` models can be trained).
         cache: the image cache of every image of `parts`.
         branch: the networks' image branch.
         config: :class:`skinlib.train.FitConfig` (monitor ``auc``; its ``pos_weight`` for the natural regime).
@@ -348,7 +348,11 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
     from .models import ModelSpec
 
     spec = task_of(task)
-    n_features = len(features.names)
+    needing = [kind for kind in kinds if kind != "image"]
+    if features is None and needing:
+        raise ValueError(f"models {', '.join(needing)} need patient metadata, which this data lacks; "
+                         "train models=['image'] on it, or give an ISIC archive export or HAM10000's metadata CSV")
+    n_features = len(features.names) if features is not None else 0
     for kind in kinds:
         for regime in regimes:
             name = run_name(run_name_prefix, task, kind, regime, branch.backbone)

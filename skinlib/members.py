@@ -298,10 +298,12 @@ def runs_to_explain(split_name: str | None = None, runs: Sequence[str] | None = 
 
     if runs is None:
         candidates = registry_runs(root, split_name=split_name)
-        candidates = candidates[[has_model(e, r, root) for e, r in zip(candidates["experiment"], candidates["run"])]]
+        kept = [has_model(e, r, root) for e, r in zip(candidates["experiment"], candidates["run"])]
+        candidates = candidates[pd.Series(kept, index=candidates.index, dtype=bool)]   # an empty list picks columns
         candidates = candidates.sort_values("balanced_accuracy", ascending=False)
         runs = [f"{e}/{r}" for e, r in zip(candidates["experiment"], candidates["run"])]
     if not runs:
-        raise RuntimeError("no run in the registry kept its model: run 04 or 05 first")
+        raise RuntimeError(f"no run in the registry kept its model (a 7-class run on split {split_name!r}): run 04, 05 "
+                           "or 06 first (python run_all.py --only 04 05)")
     gray = {n: bool(load_spec(*n.split("/"), root=root).grayscale) for n in runs}
     return [n for n in runs if not gray[n]][:max_models], [n for n in runs if gray[n]][:1]

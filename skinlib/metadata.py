@@ -24,18 +24,28 @@ CATEGORICAL: tuple[str, ...] = ("sex",)
 SITE = "localization"
 
 
+class NoMetadata(ValueError):
+    """The data carries no patient metadata (ISIC 2018 Task 3, class folders): no age, sex, size or site known."""
+
+
 def columns(table: pd.DataFrame, site: bool = False) -> tuple[list[str], list[str]]:
-    """The (numeric, categorical) metadata columns `table` has (a numeric one needs at least one value).
+    """The (numeric, categorical) metadata columns `table` has: a numeric one needs at least one value, a
+    categorical one at least one known value (the loaders write ``unknown`` where a layout has none).
 
     Args:
         table: the catalog (or its train split).
         site: add the body site (``localization``) as a categorical column.
+
+    Raises:
+        NoMetadata: none of them holds anything (the message names the layout).
     """
     numeric = [c for c in NUMERIC if c in table and pd.to_numeric(table[c], errors="coerce").notna().any()]
-    categorical = [c for c in CATEGORICAL + ((SITE,) if site else ()) if c in table]
+    categorical = [c for c in CATEGORICAL + ((SITE,) if site else ()) if c in table
+                   and (~table[c].astype(str).isin(["unknown", ""])).any()]
     if not numeric and not categorical:
-        raise ValueError(f"no metadata columns among {NUMERIC + CATEGORICAL} in the catalog (columns: "
-                         f"{', '.join(table.columns)})")
+        raise NoMetadata(f"no patient metadata in this data (layout {table.attrs.get('layout', '?')}): none of "
+                         f"{', '.join(NUMERIC + CATEGORICAL + ((SITE,) if site else ()))} holds a value; the metadata "
+                         "models (logreg, mlp, fusion) need an ISIC archive export or HAM10000's metadata CSV")
     return numeric, categorical
 
 

@@ -33,6 +33,7 @@ INTERPOLATIONS = ("bilinear", "nearest")
 RESAMPLE = ("bilinear", "bicubic")
 GROUP_BY = ("auto", "lesion", "patient", "image")
 LAYOUTS = ("ham10000", "isic2018", "folders", "isic_archive")
+DATASETS = ("ham10000", "isic2018", "isic_archive")   # what each is: skinlib.data.datasets
 RATIOS_TOLERANCE = 1e-3
 
 
@@ -122,6 +123,7 @@ KNOBS: dict[str, Rule] = {
     "data_dir": optional(Rule("an existing folder", _folder)),
     "weights_dir": optional(Rule("an existing folder", _folder)),
     "layout": optional(one_of(*LAYOUTS)),
+    "dataset": one_of(*DATASETS),
     "seed": integer(0),
     "image_size": integer(8, 4096),
     "samples_per_class": integer(0),

@@ -173,3 +173,31 @@ def describe(key: str) -> str:
     if kind == "dataset":
         return f"dataset {path}"
     return key
+
+
+#: what the notebook running in this process read, as the registry records it with each run (:func:`data_read`)
+_DATA: dict[str, dict] = {}
+
+
+def read_data(kind: str, **info) -> None:
+    """Remember what the running notebook read, for the registry to record with every run it writes
+    (``run.json``'s ``data``; :class:`skinlib.registry.RunRecorder`): the report reads this record instead of
+    guessing from parameters and the environment at report time.
+
+    Args:
+        kind: ``dataset`` (its name, layout, catalog fingerprint, synthetic or not, the generator's version, lesion
+            ids present or not) or ``split`` (its name, how it groups images).
+        **info: the facts, added to what was remembered of that kind (a later catalog replaces an earlier one's).
+    """
+    if kind not in ("dataset", "split"):
+        raise ValueError(f"unknown kind of data {kind!r}: dataset or split")
+    if kind == "dataset" and "fingerprint" in info and _DATA.get("dataset", {}).get("fingerprint") not in (
+            None, info["fingerprint"]):
+        _DATA.pop("dataset", None)                  # another catalog: nothing of the previous one carries over
+    _DATA[kind] = {**_DATA.get(kind, {}), **info}
+
+
+def data_read() -> dict[str, dict]:
+    """What :func:`read_data` remembered: ``{"dataset": {...}, "split": {...}}`` (empty when nothing was read)."""
+    return {kind: dict(info) for kind, info in _DATA.items()}
+

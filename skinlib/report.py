@@ -61,26 +61,48 @@ def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
         val = run.metrics.get("val", {})
         rows.append({**row.to_dict(), "family": FAMILIES.get(row["experiment"], row["experiment"]),
                      "ba_low": low, "ba_high": high, "val_balanced_accuracy": val.get("balanced_accuracy", math.nan),
-                     "params": run.params})
+                     "params": run.params, "data": run.info.get("data") or {}})
     return pd.DataFrame(rows)
 
 
-def is_synthetic(params: dict) -> bool:
-    """Whether a run read the built-in synthetic data (no ``data_dir``, and no ``$SKINLIB_DATA`` now)."""
-    import os
+def require_runs(runs: pd.DataFrame) -> None:
+    """Raise, saying what to run first, when the registry holds no run to report (10 on an empty workspace).
 
-    return params.get("data_dir") in (None, "") and not os.environ.get(paths.DATA_ENV)
+    Raises:
+        RuntimeError: `runs` (:func:`runs_table`) is empty.
+    """
+    if runs.empty:
+        raise RuntimeError(f"the registry ({paths.display_path(paths.results_dir())}) holds no finished run to report: "
+                           "run the notebooks that train first (03-08: python run_all.py, or --only 03 04 05 06 07)")
+
+
+def is_synthetic(data: dict | None) -> bool | None:
+    """Whether a run read the built-in synthetic data, as its record says (``run.json``'s ``data``, written as it
+    ran); None when the run recorded no dataset (recorded by an older skinlib: run it again)."""
+    dataset = (data or {}).get("dataset") or {}
+    return bool(dataset["synthetic"]) if "synthetic" in dataset else None
 
 
 def banner(runs: pd.DataFrame) -> None:
-    """The synthetic-data warning when any run of the registry read synthetic data; else which runs are real."""
+    """What data the registry's runs read, from each run's record: the synthetic-data warning when any read
+    synthetic data, which datasets the real ones read, and the runs whose record says nothing (never guessed)."""
     from IPython.display import display
 
     from .notebook import BANNER
 
-    synthetic = [f"{r.experiment}/{r.run}" for r in runs.itertuples() if is_synthetic(r.params)] if len(runs) else []
+    rows = list(runs.itertuples()) if len(runs) else []
+    read = {f"{r.experiment}/{r.run}": is_synthetic(getattr(r, "data", None)) for r in rows}
+    synthetic = [name for name, value in read.items() if value]
+    unknown = [name for name, value in read.items() if value is None]
+    real = sorted({f"{d.get('name') or d.get('layout', '?')} ({d.get('layout', '?')}, catalog {d.get('fingerprint', '?')})"
+                   for r in rows for d in [((getattr(r, "data", None) or {}).get("dataset") or {})]
+                   if d.get("synthetic") is False})
+    if real:
+        print(f"{len(read) - len(synthetic) - len(unknown)} run(s) on real data: " + "; ".join(real))
+    if unknown:
+        print(f"{len(unknown)} run(s) recorded no dataset (an older skinlib): what they read is not known; run them "
+              "again: " + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
     if not synthetic:
-        print(f"{len(runs)} run(s) in the registry, all on real data")
         return
     text = f"{BANNER} ({len(synthetic)} of {len(runs)} runs in the registry)"
     display({"text/html": f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px 12px;'
@@ -107,9 +129,18 @@ def _matches(paper: dict, run: pd.Series) -> bool:
     return bool(want)
 
 
-def split_of(params: dict | None) -> str:
-    """How a run's data was split, in words, from its ``split_name`` (02's names start with how they group):
-    ``lesion-grouped``, ``patient-grouped``, ``image-level (lesions leak)``, another name as it is, or "" (none)."""
+def split_of(params: dict | None, data: dict | None = None) -> str:
+    """How a run's data was split, in words: from its record (``run.json``'s ``data``: what the split kept together
+    on the data it divided), else from its ``split_name`` (02's names start with how they group):
+    ``lesion-grouped``, ``patient-grouped``, ``lesion- and patient-grouped``, ``image-level (lesions leak)``,
+    ``ungrouped (no lesion ids)`` for a grouped split of data without lesion ids, another name as it is, or ""."""
+    split = (data or {}).get("split") or {}
+    if "grouped_by" in split:
+        if split.get("group_by") == "image":
+            return "image-level (lesions leak)"
+        if not split["grouped_by"]:
+            return "ungrouped (no lesion ids: one image per group)"
+        return " and ".join(split["grouped_by"]).replace("lesion and patient", "lesion- and patient") + "-grouped"
     name = (params or {}).get("split_name")
     if not isinstance(name, str) or not name:
         return ""
@@ -134,9 +165,9 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
         if matched is None or matched.empty:
             rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
             continue
-        order = matched.apply(lambda r: split_of(r.get("params")).startswith("image-level"), axis=1)
+        order = matched.apply(lambda r: split_of(r.get("params"), r.get("data")).startswith("image-level"), axis=1)
         for _, run in matched.loc[order.sort_values(kind="stable").index].iterrows():
-            rows.append({**base, "our run": f"{run['experiment']}/{run['run']}", "our split": split_of(run.get("params")) or None,
+            rows.append({**base, "our run": f"{run['experiment']}/{run['run']}", "our split": split_of(run.get("params"), run.get("data")) or None,
                          "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
                          **{f"ours {m}": run.get(m, math.nan) for m in ours_cols}})
     table = pd.DataFrame(rows)
@@ -268,7 +299,7 @@ def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None) -> pd
     table = runs if experiments is None else runs[runs["experiment"].isin(experiments)]
     table = table.dropna(subset=["val_balanced_accuracy"])
     if "params" in table:
-        table = table[~table["params"].map(lambda p: split_of(p).startswith("image-level"))]
+        table = table[~table.apply(lambda r: split_of(r["params"], r.get("data")).startswith("image-level"), axis=1)]
     if table.empty:
         raise ValueError("no run on a grouped split with a validation balanced accuracy in the registry")
     return table.loc[table["val_balanced_accuracy"].idxmax()]

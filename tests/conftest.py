@@ -16,10 +16,12 @@ HAM_HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localizat
 
 @pytest.fixture(autouse=True)
 def workspace(tmp_path_factory, monkeypatch) -> Path:
-    """Every test gets its own workspace and no SKINLIB_DATA, so nothing leaks between tests or into the repo."""
+    """Every test gets its own workspace and no SKINLIB_DATA (nor SKINLIB_DATA_<NAME>), so nothing leaks between tests or into the repo."""
     ws = tmp_path_factory.mktemp("workspace")
     monkeypatch.setenv("SKINLIB_WORKSPACE", str(ws))
     monkeypatch.delenv("SKINLIB_DATA", raising=False)
+    for name in ("HAM10000", "ISIC2018", "ISIC_ARCHIVE"):
+        monkeypatch.delenv(f"SKINLIB_DATA_{name}", raising=False)
     return ws
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import provenance
 from .catalog import (
-    Problems, attach_images, find_file, finish, index_images, report_columns, report_duplicates, warn,
+    Problems, attach_images, find_file, fingerprint, finish, index_images, report_columns, report_duplicates, warn,
 )
 from .labels import CLASSES, ISIC2018_COLUMNS, to_code
 
@@ -383,4 +383,13 @@ def load_catalog(
     catalog = READERS[found_layout](folder, on_unknown=on_unknown, allow_missing=allow_missing)
     info = synthetic_info(folder)
     catalog.attrs.update(layout=found_layout, root=str(folder), synthetic=info is not None, synthetic_info=info)
+    provenance.read_data("dataset", layout=found_layout, fingerprint=fingerprint(catalog), synthetic=info is not None,
+                         generator_version=(info or {}).get("version"), images=len(catalog),
+                         lesion_ids=has_lesion_ids(catalog), patient_ids=bool((catalog["patient_id"] != "").any()))
     return catalog
+
+
+def has_lesion_ids(catalog: pd.DataFrame) -> bool:
+    """Whether the catalog knows lesions (some lesion holds several images, or ids differ from the image ids):
+    class folders and ISIC 2018 without its groupings file do not, and every image is its own group there."""
+    return bool((catalog["lesion_id"] != catalog["image_id"]).any())

@@ -278,4 +278,21 @@ def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) 
                 f"split {manifest['name']!r} was made from another catalog (fingerprint "
                 f"{manifest['catalog_fingerprint']}, this one is {current}): the dataset changed since. "
                 "Re-run notebooks/02_splits.ipynb to make a new split for this data.")
+        provenance.read_data("split", name=manifest["name"], group_by=manifest.get("group_by"),
+                             grouped_by=grouped_by(catalog, manifest.get("group_by", "auto")))
     return split
+
+
+def grouped_by(catalog: pd.DataFrame, group_by: str = "auto") -> list[str]:
+    """What a split made with `group_by` keeps together on this catalog: ``["lesion", "patient"]``, one of them, or
+    ``[]`` (one image per group: class folders, ISIC 2018 without its groupings file, or ``group_by="image"``),
+    which is not a lesion-grouped split whatever its name says.
+
+    Args:
+        catalog: the catalog the split divides.
+        group_by: the split's grouping parameter (``auto``, ``lesion``, ``patient``, ``image``).
+    """
+    lesions = bool((catalog["lesion_id"] != catalog["image_id"]).any())
+    patients = bool((catalog["patient_id"] != "").any())
+    return [kind for kind, known, wanted in (("lesion", lesions, ("auto", "lesion")), ("patient", patients, ("auto", "patient")))
+            if known and group_by in wanted]

@@ -18,6 +18,7 @@ import nbformat
 from .. import provenance
 from ..paths import NOTICES_ENV, owner, write_atomic
 from . import forked_kernels
+from .data import data_identity
 from .lock import RunInProgress, RunLock
 from .plan import Run
 
@@ -62,7 +63,7 @@ SESSION_ENV = "JPY_SESSION_NAME"
 
 #: what a run's identity is made of, in the words ``--list`` uses when one changed
 IDENTITY = {"notebook": "the notebook changed", "parameters": "its parameters changed",
-            "data": "$SKINLIB_DATA changed", "library": "skinlib's code changed"}
+            "data": "the dataset it reads changed (another folder's catalog, or other synthetic data)", "library": "skinlib's code changed"}
 
 
 #: parameters that say how a run gets to its results, not what they are: not part of its identity
@@ -72,12 +73,13 @@ HOW_NOT_WHAT = frozenset({"resume"})
 
 def identity(run: Run) -> dict[str, str]:
     """What a run is before it reads anything: its notebook's source, its parameters (but :data:`HOW_NOT_WHAT`),
-    the data a run without ``data_dir`` reads, and the library's code (:func:`library_version`). What it reads
-    (registry runs, the split, the dataset) is added when it ends (:mod:`skinlib.provenance`)."""
+    the dataset it reads (its catalog's fingerprint, :func:`skinlib.run.data.data_identity`: the same run on another
+    copy of the data is another run), and the library's code (:func:`library_version`). What it reads (registry
+    runs, the split, the dataset folder) is added when it ends (:mod:`skinlib.provenance`)."""
     what = {key: value for key, value in run.params.items() if key not in HOW_NOT_WHAT}
     return {"notebook": _sha(run.notebook.read_bytes()),
             "parameters": _sha(json.dumps(what, sort_keys=True, default=str).encode()),
-            "data": os.environ.get("SKINLIB_DATA", ""),
+            "data": data_identity(run),
             "library": library_version()}
 
 

@@ -60,6 +60,7 @@ class Run:
     name: str                                   # e.g. "05_transfer_learning--resnet50-rgb"
     params: dict[str, Any] = field(default_factory=dict)   # overrides given to papermill
     gpu: str = "none"
+    data: dict[str, Any] = field(default_factory=dict)     # what it reads (:func:`run_data`); empty: no dataset
 
 
 def find_notebooks(folder: Path) -> list[Path]:
@@ -320,7 +321,8 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                     errors.append(str(exc))
             resolved.update(given)
             name = nb_path.stem + (f"--{variant['name']}" if variant.get("name") else "")
-            runs.append(Run(nb_path, name, resolved, gpu))
+            runs.append(Run(nb_path, name, resolved, gpu,
+                            run_data(resolved, {key: p.default for key, p in params.items()})))
     if errors:
         raise ParameterError("parameter files do not fit their notebooks:\n  " + "\n  ".join(errors))
     from .split_names import follow_split
@@ -339,6 +341,18 @@ def train_again(runs: list[Run], sets: dict[str, Any] | None = None) -> list[Run
         if "resume" in notebook_parameters(run.notebook) and "resume" not in (sets or {}):
             run.params["resume"] = False
     return runs
+
+
+def run_data(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """What a run reads, from its resolved parameters over its notebook's defaults: ``dataset``, ``task``
+    (its ``task`` parameter, else ``seven_class``), ``data_dir``, ``layout``, ``seed``, ``allow_missing``; empty for
+    a notebook without a ``dataset`` parameter (it reads no dataset)."""
+    if "dataset" not in defaults:
+        return {}
+    value = {**defaults, **params}
+    return {"dataset": value["dataset"], "task": value.get("task") or "seven_class",
+            "data_dir": value.get("data_dir"), "layout": value.get("layout"), "seed": value.get("seed", 0),
+            "allow_missing": bool(value.get("allow_missing"))}
 
 
 def select(runs: list[Run], only: list[str] | None = None, start: str | None = None) -> list[Run]:
