@@ -37,6 +37,7 @@ from skinlib.run.plan import (ParameterError, Run, SMOKE_LIMITS, outputs_name, p
 from skinlib.run.data import DataError, check_data, parse_data  # noqa: E402
 from skinlib.run.execute import why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
+from skinlib.run.stopping import STOPPED_STATUS  # noqa: E402
 
 SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
 REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                      progress=not args.no_progress, wait=args.wait,
                      after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
     report = next((run for run in runs if run.notebook.stem == REPORT_NOTEBOOK), None)
-    if report is not None:
+    if report is not None and status != STOPPED_STATUS:
         why = why_pending(out_dir, report)     # never export a report older than what it reads
         if why is None:
             from skinlib.report import export_html

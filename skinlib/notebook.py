@@ -34,6 +34,24 @@ def notice(message: str, file=None) -> None:
             fh.write(message.replace("\n", " ") + "\n")
 
 
+#: how a line of the notices file that says where the run would resume starts (not echoed: run_all.py keeps the last)
+RESUME_TAG = "skinlib-resume-point: "
+
+
+def resume_point(where: str) -> None:
+    """Tell ``run_all.py`` where this run would resume if it were stopped now, e.g. ``from epoch 3``: printed
+    nowhere, said by ``run_all.py`` when Ctrl-C stops the run ("stopped: 04_custom_cnn will resume from epoch 3").
+    Outside ``run_all.py``, nothing.
+
+    Args:
+        where: completes "will resume ..." (one line).
+    """
+    channel = os.environ.get(paths.NOTICES_ENV)
+    if channel:
+        with open(channel, "a") as fh:
+            fh.write(RESUME_TAG + where.replace("\n", " ") + "\n")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and (when installed) PyTorch."""
     random.seed(seed)

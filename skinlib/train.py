@@ -28,7 +28,7 @@ from .checkpoints import KEEP_CHECKPOINTS, atomic_save, checkpoint_for, prune, r
 from .data.batches import Batches
 from .parameters import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
 from .metrics import binary_metrics, classification_metrics
-from .notebook import notice
+from .notebook import notice, resume_point
 
 
 @dataclass
@@ -273,9 +273,15 @@ def fit(
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in state["model"].items()}
             bad_epochs, rows, start = state["bad_epochs"], state["history"], state["epoch"] + 1
             resumed = state["epoch"]
-            notice(f"resumed from the checkpoint after epoch {resumed + 1}", file=log)
             if state.get("stopped"):
                 start = config.max_epochs
+            if start >= config.max_epochs:
+                why = f"early stopping after epoch {resumed + 1}" if state.get("stopped") else \
+                    f"all {config.max_epochs} epochs"
+                notice(f"already complete: its checkpoint holds the finished training ({why}), nothing left to "
+                       "train (resume=False, or run_all.py --force, trains again)", file=log)
+            else:
+                notice(f"resumed from the checkpoint after epoch {resumed + 1}", file=log)
 
     started = time.time()
     stopped = False
@@ -338,6 +344,8 @@ def fit(
                           "best_val_proba": best_proba, "bad_epochs": bad_epochs, "history": rows,
                           "identity": identity, "stopped": stopped},
                          ckpt_path)
+            resume_point("after its training, which its checkpoint holds" if stopped or epoch + 1 >= config.max_epochs
+                         else f"from epoch {epoch + 2}")
             if epoch == start:
                 prune(ckpt_path.parent.parent, keep=KEEP_CHECKPOINTS)
         if on_epoch_end is not None:

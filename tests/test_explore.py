@@ -75,5 +75,6 @@ def test_open_04_first_change_a_parameter_and_rerun(tmp_path):
 
     del runs[0].params["lr"]
     text = run(force=True)
-    assert "resumed from the checkpoint after epoch 2" in text and "epoch   1/2" not in text
+    assert "already complete: its checkpoint holds the finished training (all 2 epochs)" in text   # not "resumed"
+    assert "epoch   1/2" not in text
     assert _registry("params")[0]["lr"] == 0.001 and _registry("params")[1] == first

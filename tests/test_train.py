@@ -248,3 +248,19 @@ def test_frozen_parts_stay_frozen_through_a_fit(data):
     model.eval()
     with torch.no_grad():
         assert torch.equal(model.features.bn1(model.features.conv1(probe)), stem_before)
+
+
+def test_a_finished_run_says_it_is_complete_and_tells_run_all_where_it_would_resume(data, tmp_path, monkeypatch):
+    """Resumed with nothing left to train, fit says the run was already complete (not "resumed after epoch 2");
+    after each epoch it tells run_all.py where a stopped run would resume (a line run_all.py does not echo)."""
+    channel = tmp_path / "notices.txt"
+    monkeypatch.setenv("SKINLIB_NOTICES", str(channel))
+    config = FitConfig(max_epochs=2, seed=1)
+    run(data, config, checkpoint_dir=tmp_path / "ckpt")
+    from skinlib.notebook import RESUME_TAG
+
+    assert channel.read_text() == f"{RESUME_TAG}from epoch 2\n{RESUME_TAG}after its training, which its checkpoint holds\n"
+    log = io.StringIO()
+    _, again = run(data, config, checkpoint_dir=tmp_path / "ckpt", log=log)
+    assert again.resumed_from == 1 and "resumed" not in log.getvalue()
+    assert log.getvalue().startswith("already complete: its checkpoint holds the finished training (all 2 epochs)")

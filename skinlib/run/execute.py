@@ -16,11 +16,13 @@ from pathlib import Path
 import nbformat
 
 from .. import provenance
+from ..notebook import RESUME_TAG
 from ..paths import NOTICES_ENV, owner, write_atomic
 from . import forked_kernels
 from .data import data_identity
 from .lock import RunInProgress, RunLock
 from .plan import Run
+from .stopping import Stopped, quiet_manager, stop_kills_kernel
 
 def record_path(out_dir: Path, run: Run) -> Path:
     return out_dir / f"{run.name}.run.json"
@@ -182,6 +184,7 @@ class _Notices:
         self.path, self.prefix, self.log, self.export = path, prefix, log, export   # export: set $SKINLIB_NOTICES here
         self.path.unlink(missing_ok=True)
         self.offset, self.stop = 0, threading.Event()
+        self.resume: str | None = None                          # where the run would resume (notebook.resume_point)
         self.thread = threading.Thread(target=self._follow, daemon=True)
 
     def _drain(self) -> None:
@@ -194,7 +197,10 @@ class _Notices:
         complete = text[: text.rfind("\n") + 1]
         self.offset += len(complete.encode())
         for line in complete.splitlines():
-            _say(self.log, f"{self.prefix}: {line}")
+            if line.startswith(RESUME_TAG):
+                self.resume = line[len(RESUME_TAG):]             # said only if Ctrl-C stops the run
+            else:
+                _say(self.log, f"{self.prefix}: {line}")
 
     def _follow(self) -> None:
         while not self.stop.wait(0.3):
@@ -246,16 +252,22 @@ def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True, log=sys.s
         prefix: put before each echoed line (e.g. ``[2/5] 05_transfer_learning``).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _Notices(_notices_path(out_dir, run), prefix or run.name, log):
-        return _execute(run, out_dir, cwd, progress)
+    notices = _Notices(_notices_path(out_dir, run), prefix or run.name, log)
+    try:
+        with notices:
+            return _execute(run, out_dir, cwd, progress)
+    except KeyboardInterrupt:
+        raise Stopped(run.name, notices.resume) from None
 
 
 def _notices_path(out_dir: Path, run: Run) -> Path:
     return out_dir / f".{run.name}.notices.tmp-{owner()}"
 
 
-def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
-    """:func:`execute` without echoing notices: papermill, the run record, the failing cell."""
+def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool, worker: bool = False) -> str | None:
+    """:func:`execute` without echoing notices: papermill, the run record, the failing cell. Ctrl-C kills the
+    kernel and raises ``KeyboardInterrupt`` (:func:`skinlib.run.stopping.stop_kills_kernel`; `worker`: in a
+    worker process of ``--jobs``)."""
     import papermill as pm
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,9 +281,10 @@ def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool) -> str | None:
     os.environ.update({provenance.READS_ENV: str(reads), provenance.WRITER_ENV: run.notebook.stem})  # the kernel's
     os.environ.pop(SESSION_ENV, None)          # run_all.py started from a notebook: its kernels are not that notebook
     try:
-        pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
-                            progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
-                            kernel_manager_class=forked_kernels.manager_class())
+        with stop_kills_kernel(worker):
+            pm.execute_notebook(str(run.notebook), str(output), parameters=run.params, cwd=str(cwd),
+                                progress_bar=progress, kernel_name="python3", extra_arguments=KERNEL_ARGUMENTS,
+                                kernel_manager_class=quiet_manager(forked_kernels.manager_class()))
         read = provenance.noted(reads)
     except pm.PapermillExecutionError as exc:
         cell = _failing_cell(output, exc.exec_count)

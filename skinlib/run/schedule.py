@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from ..paths import NOTICES_ENV
 from .lock import RunInProgress, RunLock
 from .execute import _execute, _Notices, _notices_path, _say, _write_record, execute, gpu_available, interrupted_outputs, is_done
 from .plan import Run
+from .stopping import STOPPED_STATUS, Stopped, stopped_line
 
 #: thread-pool sizes of the numeric libraries, set for each kernel of runs executed side by side (``jobs`` > 1)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -93,7 +95,8 @@ def stages(runs: list[Run]) -> list[list[Run]]:
 def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, keep_going: bool = False,
             progress: bool = True, wait: bool = False, log=sys.stdout,
             after_run: Callable[[Run], None] | None = None, jobs: int = 1, gpus: list[str] | None = None) -> int:
-    """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed).
+    """Execute runs in order; returns the exit status (0: all done or skipped, 1: a run failed, 130: stopped by
+    Ctrl-C, saying in one line which runs were stopped and where each will resume, :mod:`skinlib.run.stopping`).
 
     `after_run(run)` is called after each run that executed (finished or failed), e.g. to free disk space.
 
@@ -149,6 +152,13 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
                 for done in [slots.submit(_run_one, run, number[id(run)], state, out_dir, force, wait, log,
                                           after_run, side_by_side) for run in stage]:
                     done.result()
+    except KeyboardInterrupt:                       # Ctrl-C: the runs' kernels are killed; one line, no traceback
+        state.stopped = True
+        if workers is not None:
+            workers.close()
+            workers = None
+        _say(log, stopped_line(state.interrupted))
+        return STOPPED_STATUS
     finally:
         if workers is not None:
             workers.close()
@@ -180,6 +190,7 @@ class _Progress:
     def __init__(self, total: int, keep_going: bool):
         self.total, self.keep_going = total, keep_going
         self.failures: list[str] = []
+        self.interrupted: list[Stopped] = []                    # runs Ctrl-C stopped
         self.stopped = False                                    # a run failed without keep_going: start no other
         self.has_gpu: bool | None = None
         self.lock = threading.Lock()                            # guards the fields above and after_run
@@ -226,6 +237,10 @@ def _run_one(run: Run, i: int, state: _Progress, out_dir: Path, force: bool, wai
         _say(log, f"{prefix}: running ...")
         started = time.time()
         error = executor(run, prefix)
+    except Stopped as stopped:
+        with state.lock:
+            state.interrupted.append(stopped)
+        raise
     finally:
         lock.release()
     if after_run is not None:
@@ -249,24 +264,30 @@ class _Workers:
 
     def _start(self) -> ProcessPoolExecutor:
         # spawn, not fork: this process has threads (the runs' slots, the notice followers)
-        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        # Ctrl-C reaches the workers too: ignored between runs, it stops the run a worker executes (_execute)
+        return ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
 
     def execute(self, run: Run, out_dir: Path, cwd: Path, limits: dict[str, str], log, prefix: str) -> str | None:
         """:func:`execute` in a worker process; notices are echoed here as they come."""
         out_dir.mkdir(parents=True, exist_ok=True)
         notices = _notices_path(out_dir, run)
-        with _Notices(notices, prefix, log, export=False):
-            pool = self.pool
-            try:
-                return pool.submit(_execute_in_worker, run, out_dir, cwd, notices, limits).result()
-            except BrokenProcessPool as exc:                  # a worker died (killed, out of memory)
-                with self.lock:
-                    if self.pool is pool:                     # not replaced yet by the other run it broke
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        self.pool = self._start()
-                message = f"{run.notebook.name} could not be executed: its worker process died ({exc})"
-                _write_record(out_dir, run, "failed", 0.0, message)
-                return message
+        follower = _Notices(notices, prefix, log, export=False)
+        try:
+            with follower:
+                pool = self.pool
+                try:
+                    return pool.submit(_execute_in_worker, run, out_dir, cwd, notices, limits).result()
+                except BrokenProcessPool as exc:                  # a worker died (killed, out of memory)
+                    with self.lock:
+                        if self.pool is pool:                     # not replaced yet by the other run it broke
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            self.pool = self._start()
+                    message = f"{run.notebook.name} could not be executed: its worker process died ({exc})"
+                    _write_record(out_dir, run, "failed", 0.0, message)
+                    return message
+        except KeyboardInterrupt:                                 # the worker's run was stopped by Ctrl-C
+            raise Stopped(run.name, follower.resume) from None
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -277,7 +298,7 @@ def _execute_in_worker(run: Run, out_dir: Path, cwd: Path, notices: Path, limits
     its kernel inherits (torch and the BLAS libraries read them when they start)."""
     os.environ[NOTICES_ENV] = str(notices)
     os.environ.update(limits)
-    return _execute(run, out_dir, cwd, progress=False)
+    return _execute(run, out_dir, cwd, progress=False, worker=True)
 
 
 def in_progress(run: Run) -> str | None:
