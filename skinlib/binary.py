@@ -96,7 +96,7 @@ def binary_split(table: pd.DataFrame, task: str, ratios: tuple[float, float, flo
         try:
             return load_split(name, table)
         except SplitError as exc:
-            raise SplitError(f"{exc} For 07_binary_isic: delete {paths.display_path(paths.splits_dir() / name)} "
+            raise SplitError(f"{exc} For 07_binary_isic: delete {paths.splits_dir() / name} "
                              "to make a new split of this data.") from exc
     split = make_split(table, ratios, seed=seed, group_by="auto", stratify=TARGET)
     save_split(table, split, name, seed=seed, ratios=tuple(ratios), group_by="auto", stratify=TARGET,

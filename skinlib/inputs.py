@@ -63,7 +63,7 @@ def split_catalog(data_dir=None, layout=None, split_name: str = DEFAULT_SPLIT, *
     if split_name == DEFAULT_SPLIT and not (paths.splits_dir() / split_name / "split.csv").is_file():
         folder = make_and_save_splits(catalog)[split_name]
         print(f"no split {split_name!r} saved yet: made it as 02_splits does with its defaults, in "
-              f"{paths.display_path(folder)}", flush=True)
+              f"{folder}", flush=True)
     split = load_split(split_name, catalog)
     table = catalog.merge(split, on="image_id", validate="one_to_one")
     table.attrs = dict(catalog.attrs, split_name=split_name, normalization=split.attrs["manifest"].get("normalization"))

@@ -117,7 +117,7 @@ def _sweep(root: Path) -> list[str]:
             if name in dirs:
                 dirs.remove(name)                      # never walk into a leftover
             kind, pid, host = found
-            shown = paths.display_path(path)
+            shown = str(path)
             if host != here:
                 done.append(f"kept {shown}: written on host {host} (pid {pid}); delete it if nothing runs there")
                 continue
@@ -126,10 +126,10 @@ def _sweep(root: Path) -> list[str]:
             target = base / _run_name(path) if name.startswith(".") and kind in ("partial", "old") else None
             if target is not None and kind == "partial" and (path / "run.json").is_file() and not target.exists():
                 os.replace(path, target)
-                done.append(f"finished moving the interrupted run {paths.display_path(target)} into place")
+                done.append(f"finished moving the interrupted run {target} into place")
             elif target is not None and kind == "old" and not target.exists():
                 os.replace(path, target)
-                done.append(f"restored {paths.display_path(target)}, set aside by an interrupted run")
+                done.append(f"restored {target}, set aside by an interrupted run")
             else:
                 _remove(path)
                 done.append(f"removed {shown}, left by pid {pid} which is no longer running")

@@ -238,4 +238,4 @@ def banner(catalog: pd.DataFrame) -> None:
         # one output: the yellow box where HTML is shown (JupyterLab), the same words as text elsewhere
         display({"text/html": html, "text/plain": f"WARNING: {BANNER}{detail}"}, raw=True)
     else:
-        print(f"Real data: {len(catalog)} images, layout {layout}, from {paths.display_path(catalog.attrs.get('root', '?'))}")
+        print(f"Real data: {len(catalog)} images, layout {layout}, from {catalog.attrs.get('root', '?')}")

@@ -84,7 +84,8 @@ def outputs_dir() -> Path:
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """A path as it should appear in notebook output: relative to the workspace or repo, never machine-specific."""
+    """A path shown without this machine's folders (relative to the workspace, the checkout or the home folder),
+    for what is shared or committed; a message a user acts on names the real path instead."""
     path = Path(path).resolve()
     anchors = [("$SKINLIB_WORKSPACE", workspace())] if os.environ.get(WORKSPACE_ENV) else []
     repo = repo_root()

@@ -72,7 +72,7 @@ def require_runs(runs: pd.DataFrame) -> None:
         RuntimeError: `runs` (:func:`runs_table`) is empty.
     """
     if runs.empty:
-        raise RuntimeError(f"the registry ({paths.display_path(paths.results_dir())}) holds no finished run to report: "
+        raise RuntimeError(f"the registry ({paths.results_dir()}) holds no finished run to report: "
                            "run the notebooks that train first (03-08: python run_all.py, or --only 03 04 05 06 07)")
 
 

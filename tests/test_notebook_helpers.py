@@ -14,4 +14,14 @@ def test_setup_prints_where_the_workspace_is(monkeypatch, capsys, tmp_path):
     setup({"seed": 0}, seed=0)
     out = capsys.readouterr().out
     assert f"workspace {paths.workspace()} (" in out and "workspace $SKINLIB_WORKSPACE" not in out
-    assert not paths.display_path(paths.workspace() / "splits").startswith("$SKINLIB_WORKSPACE")
+
+
+def test_messages_print_real_paths(workspace):
+    """A message names the file as it is on this machine (one can open or delete it), not ``<repo>/...``."""
+    import pytest
+
+    from skinlib.data.splits import load_split
+
+    with pytest.raises(FileNotFoundError) as info:
+        load_split("lesion-60-20-20-seed0")
+    assert f"(looked in {paths.splits_dir() / 'lesion-60-20-20-seed0'})" in str(info.value)

@@ -159,3 +159,22 @@ def test_folds_cover_every_image_once_and_keep_lesions_together(ham):
         make_folds(ham, 1)
     with pytest.raises(KeyError, match="nope"):
         make_folds(ham, 5, stratify="nope")
+
+
+def test_a_split_that_cannot_honour_its_ratios_says_so(capsys):
+    """A tiny dataset: 2 single-image lesions per class cannot be cut 75/10/15; the split says what it became."""
+    import pandas as pd
+
+    from skinlib.data.labels import CLASSES
+    from skinlib.data.splits import make_split
+
+    ids = [f"{c}{i}" for c in CLASSES for i in range(3)]
+    tiny = pd.DataFrame({"image_id": ids, "lesion_id": ids, "patient_id": "", "official_split": "",
+                         "label": [i // 3 for i in range(len(ids))], "dx": [c for c in CLASSES for _ in range(3)]})
+    counts = make_split(tiny, (0.75, 0.10, 0.15), seed=0)["split"].value_counts()
+    text = capsys.readouterr().out
+    assert f"({counts['train']}/{counts['val']}/{counts['test']} images), not the 75/10/15 asked" in text, text
+    big = pd.concat([tiny.assign(image_id=tiny["image_id"] + f"-{k}", lesion_id=tiny["lesion_id"] + f"-{k}")
+                     for k in range(40)])
+    make_split(big, (0.75, 0.10, 0.15), seed=0)
+    assert "not the" not in capsys.readouterr().out            # honoured: nothing said

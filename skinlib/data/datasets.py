@@ -133,8 +133,8 @@ def check_layout(name: str, root: Path, layout: str | None = None, origin: str =
     fitting = [lay for lay in ((layout,) if layout else dataset.layouts) if lay in present]
     if fitting:
         return resolve_layout(root, fitting[0])
-    shown = ", ".join(f"{lay} in {paths.display_path(folder)}" for lay, folder in detected) or "no layout skinlib reads"
-    raise DataMismatch(f"{origin}: {paths.display_path(root)} is not dataset {name}: found {shown}, and {name} is "
+    shown = ", ".join(f"{lay} in {folder}" for lay, folder in detected) or "no layout skinlib reads"
+    raise DataMismatch(f"{origin}: {root} is not dataset {name}: found {shown}, and {name} is "
                        f"{dataset.what}. To fix: {dataset.how_to_give()}")
 
 
@@ -175,5 +175,5 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, layout: str | N
     root, origin = where
     found, folder = check_layout(name, root, layout, origin)
     if not quiet:
-        print(f"data: dataset {name} from {origin}: {found} layout in {paths.display_path(folder)}")
+        print(f"data: dataset {name} from {origin}: {found} layout in {folder}")
     return Located(folder, found)

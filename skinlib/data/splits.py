@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import parameters, paths, provenance
+from ..notebook import notice
 from .catalog import fingerprint
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -127,7 +128,41 @@ def make_split(
         chosen = _allocate(member_sizes, ratios_arr * member_sizes.sum())
         assignment.update({int(g): SPLITS[k] for g, k in zip(members, chosen)})
     split[idx] = [assignment[int(g)] for g in groups[idx]]
+    note = ratio_note(split[idx], ratios_arr, len(major), len(set(major)))
+    if note and note not in _SAID:
+        _SAID.add(note)                                         # once per process (02 makes its split twice)
+        notice(note)
     return pd.DataFrame({"image_id": catalog["image_id"].to_numpy(), "split": split})
+
+
+#: how far (as a fraction of the images) a split may be from the ratios asked before it is said
+RATIO_TOLERANCE = 0.05
+_SAID: set[str] = set()
+
+
+def ratio_note(assigned: np.ndarray, ratios: np.ndarray, groups: int, classes: int) -> str | None:
+    """A line saying that a split is not in the proportions asked (more than :data:`RATIO_TOLERANCE` off in one
+    split), e.g. on a tiny dataset where 75/10/15 becomes 14/14/14 images; None when it is.
+
+    Args:
+        assigned: the split of each image divided (``train`` / ``val`` / ``test``).
+        ratios: the fractions asked, in :data:`SPLITS` order (0 for a split not made here).
+        groups, classes: how many lesion groups and classes were placed (said in the line).
+    """
+    counts = np.array([int((assigned == name).sum()) for name in SPLITS])
+    if counts.sum() == 0:
+        return None
+    got = counts / counts.sum()
+    if np.max(np.abs(got - ratios)) <= RATIO_TOLERANCE:
+        return None
+    live = np.asarray(ratios) > 0
+
+    def percent(values) -> str:
+        return "/".join(str(round(100 * v)) for v in values)
+
+    return (f"note: the split is {percent(got[live])} ({'/'.join(map(str, counts[live]))} images), not the "
+            f"{percent(np.asarray(ratios)[live])} asked: {counts.sum()} images in {groups} groups (lesions) over "
+            f"{classes} classes are too few to honour the ratios, as each class's groups are placed whole")
 
 
 def split_counts(catalog: pd.DataFrame, split: pd.DataFrame, by: str = "dx") -> pd.DataFrame:
@@ -265,7 +300,7 @@ def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) 
         folder = paths.splits_dir() / str(name_or_folder)
     if not (folder / "split.csv").is_file():
         available = sorted(p.name for p in paths.splits_dir().iterdir() if (p / "split.csv").is_file())
-        raise FileNotFoundError(f"no saved split {str(name_or_folder)!r} (looked in {paths.display_path(folder)}). "
+        raise FileNotFoundError(f"no saved split {str(name_or_folder)!r} (looked in {folder}). "
                                 f"Run notebooks/02_splits.ipynb first. Saved splits: {available or 'none'}")
     provenance.note("split", folder)
     split = pd.read_csv(folder / "split.csv", dtype=str, keep_default_na=False)

@@ -153,7 +153,7 @@ def check_data(runs: list[Run], givings: Givings) -> DataPlan:
 
         folder, origin = givings.bare
         detected = detect_layouts(folder)
-        found.bare_layouts = [f"{lay} in {paths.display_path(where)}" for lay, where in detected]
+        found.bare_layouts = [f"{lay} in {where}" for lay, where in detected]
         if not detected:
             errors.append(f"{origin} {folder}: no dataset layout recognised (HAM10000_metadata.csv, ISIC 2018 Task 3 "
                           "files, an ISIC archive metadata.csv, or one folder per class). See README.md, "
