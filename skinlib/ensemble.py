@@ -140,33 +140,37 @@ def evaluate(parts: Mapping[str, pd.DataFrame], proba: Mapping[str, np.ndarray],
     return evaluate_splits(parts, proba, n_boot=n_boot, seed=seed, ci_keys=metrics.LABEL_KEYS)
 
 
-def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndarray, metric: str = "balanced_accuracy",
-                          n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
-    """Gain of `proba` over `baseline` on the same images, with a paired percentile bootstrap interval.
+def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndarray, groups: Sequence | None,
+                          metric: str = "balanced_accuracy", n_boot: int = 1000, level: float = 0.95,
+                          seed: int = 0) -> dict[str, float]:
+    """Gain of `proba` over `baseline` on the same images, with a paired percentile bootstrap interval that resamples
+    lesions (:func:`skinlib.metrics.bootstrap_counts`).
 
-    Both are scored on the same resampled images each time, so the interval reflects the difference, not the
+    Both are scored on the same resampled lesions each time, so the interval reflects the difference, not the
     two models' separate noise. ``p_not_better`` is the share of resamples where the gain is <= 0.
 
     Args:
         y: labels.
         proba, baseline: (n, k) probabilities of the ensemble and of the member it is compared with.
+        groups: each image's lesion (or patient) group (:func:`skinlib.metrics.bootstrap_groups`; the registry's
+            ``group`` column); None only where every image is its own lesion.
         metric: a key of :func:`skinlib.metrics.classification_metrics`.
         n_boot, level, seed: bootstrap resamples, interval level and seed.
     """
     y = np.asarray(y)
-    rng = np.random.default_rng(seed)
-    if metric in metrics.LABEL_KEYS:                                 # from predicted labels only: much faster
-        score = lambda t, p: metrics.label_metrics(t, p)[metric]  # noqa: E731
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+    counts = metrics.bootstrap_counts(groups, n_boot, seed)
+    if metric in metrics.LABEL_KEYS:                                 # from predicted labels, all resamples at once
         a, b = np.asarray(proba).argmax(1), np.asarray(baseline).argmax(1)
+        point = metrics.label_metrics(y, a)[metric] - metrics.label_metrics(y, b)[metric]
+        gains = (metrics.resampled_label_metrics(y, a, counts)[metric]
+                 - metrics.resampled_label_metrics(y, b, counts)[metric])
     else:
         score = lambda t, p: metrics.classification_metrics(t, p)[metric]  # noqa: E731
         a, b = np.asarray(proba), np.asarray(baseline)
-    point = score(y, a) - score(y, b)
-    gains = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        gains.append(score(y[idx], a[idx]) - score(y[idx], b[idx]))
-    gains = np.asarray(gains)
+        point = score(y, a) - score(y, b)
+        rows = np.arange(len(y))
+        gains = np.array([score(y[i], a[i]) - score(y[i], b[i]) for i in (np.repeat(rows, c) for c in counts)])
     if not len(gains):
         return {"gain": float(point), "low": float("nan"), "high": float("nan"), "p_not_better": float("nan")}
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2

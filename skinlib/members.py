@@ -27,6 +27,7 @@ class Members:
         image_ids, labels: per split, in one shared order (sorted by image id).
         proba: per split, member name -> (n, k) probabilities in that order.
         classes: class codes of the probability columns.
+        groups: per split, each image's bootstrap group (its lesion or patient) as the first member recorded it.
     """
 
     names: list[str]
@@ -34,11 +35,18 @@ class Members:
     labels: dict[str, np.ndarray]
     proba: dict[str, dict[str, np.ndarray]]
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     def subset(self, names: Sequence[str]) -> "Members":
         """Only the members `names` (in that order)."""
         return Members(list(names), self.image_ids, self.labels,
-                       {s: {n: p[n] for n in names} for s, p in self.proba.items()}, self.classes)
+                       {s: {n: p[n] for n in names} for s, p in self.proba.items()}, self.classes, self.groups)
+
+    def parts(self, target: str = "label") -> dict[str, pd.DataFrame]:
+        """Per split, the table :func:`skinlib.evaluation.evaluate_splits` scores: ``image_id``, `target` (the
+        labels) and ``group`` (so the intervals resample lesions), in the members' shared order."""
+        return {s: pd.DataFrame({"image_id": self.image_ids[s], target: self.labels[s], "group": self.groups[s]})
+                for s in self.image_ids}
 
     def stack(self, split: str, names: Sequence[str] | None = None) -> list[np.ndarray]:
         """The members' probabilities on `split`, in `names` order (default: all)."""
@@ -61,19 +69,21 @@ def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, spli
     if not runs:
         raise ValueError("no runs given: an ensemble needs at least one registry run")
     columns = [f"p_{c}" for c in classes]
-    image_ids, labels, proba = {}, {}, {s: {} for s in splits}
+    image_ids, labels, groups, proba = {}, {}, {}, {s: {} for s in splits}
     names = []
     for experiment, run in runs:
         name = f"{experiment}/{run}"
         table = load_run(experiment, run, root).predictions
-        missing = [c for c in columns if c not in table]
+        missing = [c for c in columns + ["group"] if c not in table]
         if missing:
-            raise ValueError(f"run {name}: predictions.csv lacks {missing}; members must predict all of {list(classes)}")
+            raise ValueError(f"run {name}: predictions.csv lacks {missing}; members must predict all of {list(classes)}"
+                             + (" and record each image's group (rerun its notebook)" if "group" in missing else ""))
         for split in splits:
             part = table[table["split"] == split].sort_values("image_id")
             ids = part["image_id"].to_numpy()
             if split not in image_ids:
                 image_ids[split], labels[split] = ids, part["label"].to_numpy().astype(int)
+                groups[split] = part["group"].astype(str).to_numpy()
                 first = name
             elif len(ids) != len(image_ids[split]) or (ids != image_ids[split]).any():
                 extra = sorted(set(ids) ^ set(image_ids[split]))[:5]
@@ -81,7 +91,7 @@ def load_members(runs: Sequence[tuple[str, str]], root: Path | None = None, spli
                                  "ensemble runs of the same split and data only")
             proba[split][name] = part[columns].to_numpy(float)
         names.append(name)
-    return Members(names, image_ids, labels, proba, list(classes))
+    return Members(names, image_ids, labels, proba, list(classes), groups)
 
 
 def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = None,

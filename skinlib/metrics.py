@@ -147,33 +147,142 @@ def confusion(y_true: Sequence[int], y_pred: Sequence[int], classes: Sequence[st
     return pd.DataFrame(matrix, index=pd.Index(list(classes), name="true"), columns=pd.Index(list(classes), name="predicted"))
 
 
+_BLOCK = 256           # resamples handled at once
+
+
+def bootstrap_groups(table: pd.DataFrame) -> np.ndarray:
+    """The unit the bootstrap resamples, one label per row of `table`: its ``group`` column when it has one (as
+    the registry's predictions do), else the lesion, linked through the patient where patient ids are known
+    (:func:`skinlib.data.splits.groups_of`): images of one lesion (or one patient) are drawn together, since they
+    are not independent evidence. A table from data without lesion ids has one image per lesion (the layouts give
+    such images their image id as lesion id), so there each image is its own group.
+
+    Raises:
+        ValueError: the table has neither ``group`` nor ``lesion_id`` (pass the catalog's columns along).
+    """
+    if "group" in table:
+        return table["group"].astype(str).to_numpy()
+    if "lesion_id" not in table:
+        raise ValueError(f"a table with columns {list(table.columns)[:8]} has no lesion_id or group column: the "
+                         "bootstrap resamples lesions, so keep the catalog's lesion_id (and patient_id) in the "
+                         "splits' tables (inputs.by_split does)")
+    from .data.splits import groups_of
+
+    lesions = table["lesion_id"].fillna("").astype(str).reset_index(drop=True)
+    ids = table["image_id"].astype(str).reset_index(drop=True) if "image_id" in table else lesions.index.astype(str)
+    named = lesions.where(lesions != "", ids)
+    linked = table.assign(lesion_id=lesions, patient_id=table["patient_id"].fillna("").astype(str).to_numpy()
+                          if "patient_id" in table else "")
+    components = groups_of(linked.reset_index(drop=True), "auto")
+    return named.groupby(components).transform("min").to_numpy()       # a group is named by its first lesion
+
+
+def bootstrap_counts(groups: Sequence, n_boot: int, seed: int = 0) -> np.ndarray:
+    """The one bootstrap of skinlib: ``(n_boot, n)`` counts of how often each image is drawn, when each resample
+    draws as many groups as there are, with replacement, and takes every image of a drawn group.
+
+    Every interval in skinlib comes from these draws (:func:`bootstrap_ci`,
+    :func:`skinlib.ensemble.paired_bootstrap_gain`, :func:`skinlib.report.split_cost`); resampled images are
+    ``np.repeat(np.arange(n), counts[b])``.
+
+    Args:
+        groups: one label per image (:func:`bootstrap_groups`); all distinct labels resample images.
+        n_boot: resamples.
+        seed: seed of the draws.
+    """
+    codes = pd.factorize(np.asarray(groups, dtype=object))[0]
+    n_groups = int(codes.max(initial=-1)) + 1
+    rng = np.random.default_rng(seed)
+    counts = np.empty((n_boot, len(codes)), np.int32)
+    for start in range(0, n_boot, _BLOCK):                          # blocks keep the memory small on real data
+        rows = min(_BLOCK, n_boot - start)
+        drawn = rng.integers(0, max(n_groups, 1), (rows, n_groups)) + (np.arange(rows) * n_groups)[:, None]
+        per_group = np.bincount(drawn.ravel(), minlength=rows * n_groups).reshape(rows, n_groups)
+        counts[start:start + rows] = per_group[:, codes]
+    return counts
+
+
+def resampled_label_metrics(y_true: Sequence[int], y_pred: Sequence[int], counts: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`label_metrics` of every resample at once, from :func:`bootstrap_counts`' counts (one matrix product).
+
+    Args:
+        y_true, y_pred: labels and predicted labels of the n images.
+        counts: ``(n_boot, n)`` times each image is drawn.
+    """
+    y, pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    k = int(max(y.max(initial=0), pred.max(initial=0))) + 1
+    cell = np.zeros((len(y), k * k))
+    cell[np.arange(len(y)), y * k + pred] = 1.0
+    counts = np.asarray(counts)
+    table = np.concatenate([counts[b:b + _BLOCK] @ cell for b in range(0, len(counts), _BLOCK)] or
+                           [np.zeros((0, k * k))]).reshape(-1, k, k)      # (n_boot, true, predicted)
+    tp = np.diagonal(table, axis1=1, axis2=2)
+    support, predicted = table.sum(2), table.sum(1)
+    present = support > 0
+    total = table.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(present, tp / np.where(present, support, 1), np.nan)
+        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), 0.0)
+        f1 = np.where(support + predicted > 0, 2 * tp / np.where(support + predicted > 0, support + predicted, 1), 0.0)
+        per_present = lambda v: np.where(present, v, 0).sum(1) / present.sum(1)  # noqa: E731
+        ba = per_present(np.nan_to_num(recall))
+        return {"balanced_accuracy": ba, "accuracy": tp.sum(1) / total, "precision_macro": per_present(precision),
+                "recall_macro": ba, "f1_macro": per_present(f1), "f1_weighted": (f1 * support).sum(1) / total}
+
+
+def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    samples = np.asarray(samples, float)
+    if not np.isfinite(samples).any():
+        return float("nan"), float("nan")
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return float(np.nanquantile(samples, lo)), float(np.nanquantile(samples, hi))
+
+
 def bootstrap_ci(
     y_true: Sequence[int],
     proba: np.ndarray,
+    groups: Sequence | None,
     metric: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_metrics,
     keys: Sequence[str] = HEADLINE,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Percentile bootstrap intervals (resampling images with replacement) for the headline metrics."""
+    """Percentile bootstrap intervals that resample groups (lesions, or patients; :func:`bootstrap_counts`).
+
+    Label metrics (:data:`LABEL_KEYS`) of ``proba.argmax(1)`` are computed for every resample at once; other
+    keys call `metric` on each resample.
+
+    Args:
+        y_true, proba: labels and (n, k) probabilities (or (n,) for a binary `metric`).
+        groups: one group label per image (:func:`bootstrap_groups`); None only where every image is known to be
+            its own lesion.
+        metric: ``metric(y, proba) -> dict`` giving `keys` (and the point values).
+        keys: the metrics to give intervals.
+        n_boot, level, seed: resamples, interval level and seed.
+    """
     y_true = np.asarray(y_true)
     proba = np.asarray(proba)
-    rng = np.random.default_rng(seed)
-    point = metric(y_true, proba)
-    if metric is classification_metrics and set(keys) <= set(HEADLINE):
-        metric = headline_metrics                                     # the same numbers, computed faster
-    samples = {k: [] for k in keys}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y_true), len(y_true))
-        values = metric(y_true[idx], proba[idx])
-        for k in keys:
-            samples[k].append(values[k])
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    if len(groups) != len(y_true):
+        raise ValueError(f"{len(groups)} group labels for {len(y_true)} images")
+    counts = bootstrap_counts(groups, n_boot, seed)
+    label_only = set(keys) <= set(LABEL_KEYS) and metric in (classification_metrics, headline_metrics)
+    point = label_metrics(y_true, proba.argmax(1)) if label_only else metric(y_true, proba)   # the same numbers
+    if label_only:
+        resampled = resampled_label_metrics(y_true, proba.argmax(1), counts)
+        samples = {k: resampled[k] for k in keys}
+    else:
+        if metric is classification_metrics and set(keys) <= set(HEADLINE):
+            metric = headline_metrics                                 # the same numbers, computed faster
+        rows = np.arange(len(y_true))
+        draws = [metric(y_true[idx], proba[idx]) for idx in (np.repeat(rows, c) for c in counts)]
+        samples = {k: np.array([d[k] for d in draws], float) for k in keys}
+    bounds = {k: _quantiles(samples[k], level) for k in keys}
     return pd.DataFrame({
         "value": [point[k] for k in keys],
-        "low": [np.nanquantile(samples[k], lo) for k in keys],
-        "high": [np.nanquantile(samples[k], hi) for k in keys],
+        "low": [bounds[k][0] for k in keys],
+        "high": [bounds[k][1] for k in keys],
     }, index=pd.Index(list(keys), name="metric"))
 
 

@@ -1,7 +1,8 @@
 """The results registry: one folder per run, written atomically (:func:`record`); later notebooks read only from here.
 
 ``results/<experiment>/<run>/`` holds ``params.json`` (resolved parameters), ``metrics.json``
-(per split), ``predictions.csv`` (per image: split, label, one probability column per class),
+(per split), ``predictions.csv`` (per image: split, the bootstrap's group (its lesion, or patient), label, one
+probability column per class: every interval can be recomputed from it),
 ``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv``, ``run.json`` (status, timing,
 versions, and the data it read: its dataset and split, :func:`skinlib.provenance.data_read`) and, for neural models, ``model.safetensors`` + ``model.json`` (weights and how to rebuild the model,
 see :func:`load_model`). A run is staged in a hidden folder and renamed into place when finished, so a folder under
@@ -64,7 +65,8 @@ class RunRecorder:
         paths.write_atomic(self.staging / "metrics.json", _json(metrics))
 
     def predictions(self, table: pd.DataFrame) -> None:
-        """Per-image predictions: ``image_id``, ``split``, ``label`` and probability columns ``p_<class>``."""
+        """Per-image predictions: ``image_id``, ``split``, ``group`` (what the bootstrap resamples, see
+        :func:`skinlib.metrics.bootstrap_groups`), ``label`` and probability columns ``p_<class>``."""
         missing = {"image_id", "split"} - set(table.columns)
         if missing:
             raise ValueError(f"predictions need columns {sorted(missing)}")
@@ -122,7 +124,7 @@ class RunResult:
 
     @property
     def predictions(self) -> pd.DataFrame:
-        return pd.read_csv(self.folder / "predictions.csv", dtype={"image_id": str, "split": str})
+        return pd.read_csv(self.folder / "predictions.csv", dtype={"image_id": str, "split": str, "group": str})
 
     @property
     def history(self) -> pd.DataFrame:
@@ -262,6 +264,8 @@ def record(experiment: str, run: str, params: dict[str, Any], parts: dict[str, p
     for split, p in evaluation.proba.items():
         frame = pd.DataFrame(p, columns=[f"p_{evaluation.positive}"] if binary else [f"p_{c}" for c in classes])
         frame.insert(0, "label", parts[split][evaluation.target].to_numpy())
+        groups = (evaluation.groups or {}).get(split)
+        frame.insert(0, "group", groups if groups is not None else metrics.bootstrap_groups(parts[split]))
         for i, column in enumerate(columns):
             frame.insert(i, column, parts[split][column].to_numpy())
         frame.insert(0, "split", split)

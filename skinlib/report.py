@@ -238,7 +238,9 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
       of split): the two are compared on the same images, and the bootstrap resamples lesions (all images of a
       lesion together), which keeps the pairing;
     * runs on 02's two saved splits (each evaluated on its own test split): the two test sets are resampled
-      independently.
+      independently, each by lesion.
+
+    The groups are the predictions' ``group`` column (:func:`skinlib.metrics.bootstrap_groups`).
 
     When a run is missing, a Series saying which and how to make it.
 
@@ -265,25 +267,22 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
     paired = set(lesion["image_id"]) == set(image["image_id"]) and len(lesion) == len(image)
     if paired:
         image = image.set_index("image_id").loc[lesion["image_id"]].reset_index()
-    y = {name: test["label"].to_numpy(int) for name, test in (("lesion-grouped", lesion), ("image-level", image))}
-    p = {name: test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1)
-         for name, test in (("lesion-grouped", lesion), ("image-level", image))}
-    scores = {"balanced_accuracy": metrics.balanced_accuracy, "accuracy": lambda t, q: float(np.mean(t == q))}
-    rng = np.random.default_rng(seed)
+    named = (("lesion-grouped", lesion), ("image-level", image))
+    y = {name: test["label"].to_numpy(int) for name, test in named}
+    p = {name: test[[f"p_{c}" for c in CLASSES]].to_numpy(float).argmax(1) for name, test in named}
+    groups = {name: metrics.bootstrap_groups(test) for name, test in named}
     if paired:
-        clusters = pd.factorize(lesion["lesion_id"] if "lesion_id" in lesion else lesion["image_id"])[0]
-        members = [np.flatnonzero(clusters == c) for c in range(clusters.max() + 1)]
-        draws = [np.concatenate([members[c] for c in rng.integers(0, len(members), len(members))]) for _ in range(n_boot)]
-        draws = {name: draws for name in y}
+        counts = dict.fromkeys(y, metrics.bootstrap_counts(groups["lesion-grouped"], n_boot, seed))
         design = f"cross-fitted: the same {len(lesion)} images, resampled by lesion"
     else:
-        draws = {name: [rng.integers(0, len(y[name]), len(y[name])) for _ in range(n_boot)] for name in y}
-        design = f"each on its own test split ({len(lesion)} and {len(image)} images), resampled independently"
+        counts = {name: metrics.bootstrap_counts(groups[name], n_boot, seed + i) for i, name in enumerate(y)}
+        design = (f"each on its own test split ({len(lesion)} and {len(image)} images), each resampled by lesion, "
+                  "independently")
+    boots = {name: metrics.resampled_label_metrics(y[name], p[name], counts[name]) for name in y}
     rows = {}
-    for metric, score in scores.items():
-        value = {name: score(y[name], p[name]) for name in y}
-        boot = {name: np.array([score(y[name][idx], p[name][idx]) for idx in draws[name]]) for name in y}
-        diff = boot["image-level"] - boot["lesion-grouped"]
+    for metric in ("balanced_accuracy", "accuracy"):
+        value = {name: metrics.label_metrics(y[name], p[name])[metric] for name in y}
+        diff = boots["image-level"][metric] - boots["lesion-grouped"][metric]
         rows[metric] = {"lesion-grouped": value["lesion-grouped"], "image-level": value["image-level"],
                         "inflation": value["image-level"] - value["lesion-grouped"],
                         "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),

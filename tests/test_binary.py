@@ -122,10 +122,11 @@ def test_threshold_selection_uses_validation_only():
     rng = np.random.default_rng(0)
     y_val = rng.integers(0, 2, 200)
     p_val = np.clip(0.3 * y_val + rng.normal(0.35, 0.2, 200), 0, 1)
-    parts = {"val": pd.DataFrame({"target": y_val}), "test": pd.DataFrame({"target": rng.integers(0, 2, 100)})}
+    parts = {"val": pd.DataFrame({"target": y_val, "lesion_id": np.arange(200) // 2}),
+             "test": pd.DataFrame({"target": rng.integers(0, 2, 100), "lesion_id": np.arange(100) // 2})}
     ev = evaluation.evaluate_binary(parts, {"val": p_val, "test": rng.random(100)}, "mel", n_boot=20)
     other_test = {"val": p_val, "test": rng.random(100)}
-    ev2 = evaluation.evaluate_binary({**parts, "test": pd.DataFrame({"target": 1 - parts["test"]["target"]})},
+    ev2 = evaluation.evaluate_binary({**parts, "test": parts["test"].assign(target=1 - parts["test"]["target"])},
                                      other_test, "mel", n_boot=20)
     assert ev.per_class["threshold"].equals(ev2.per_class["threshold"])      # test never moves a threshold
     t = metrics.choose_threshold(y_val, p_val, "sensitivity", 0.9)
@@ -146,7 +147,7 @@ def test_binary_record_writes_the_positive_column(archive_table):
     ev = evaluation.evaluate_binary(parts, proba, "malignant", negative="benign", n_boot=10)
     rec = registry.record("binary", "isic-test", {"task": "isic_archive"}, parts, ev)
     pred = pd.read_csv(rec.folder / "predictions.csv")
-    assert list(pred.columns) == ["image_id", "split", "label", "p_malignant"]
+    assert list(pred.columns) == ["image_id", "split", "group", "label", "p_malignant"]
     assert (rec.folder / "tables" / "thresholds_test.csv").is_file()
     assert not (rec.folder / "isic_test_predictions.csv").exists()
 

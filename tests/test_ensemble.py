@@ -82,6 +82,7 @@ def write_member(root, name, image_ids, labels, proba_by_split):
     for split, (ids, y, p) in proba_by_split.items():
         frame = pd.DataFrame(p, columns=[f"p_{c}" for c in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")])
         frame.insert(0, "label", y)
+        frame.insert(0, "group", [f"L-{i}" for i in ids])
         frame.insert(0, "split", split)
         frame.insert(0, "image_id", ids)
         rows.append(frame)
@@ -133,13 +134,13 @@ def test_load_members_refuses_runs_on_different_images(tmp_path):
 def test_paired_bootstrap_sees_a_real_gain_and_no_gain():
     y, val = fake_members(n=300)
     better = ensemble.one_hot(y)                                       # always right
-    gain = ensemble.paired_bootstrap_gain(y, better, val["m0"], n_boot=200)
+    gain = ensemble.paired_bootstrap_gain(y, better, val["m0"], np.arange(len(y)) // 3, n_boot=200)
     assert gain["gain"] > 0 and gain["low"] > 0 and gain["p_not_better"] == 0
     for metric in ("balanced_accuracy", "f1_macro", "auc_macro"):
-        exact = ensemble.paired_bootstrap_gain(y, better, val["m0"], metric=metric, n_boot=0)["gain"]
+        exact = ensemble.paired_bootstrap_gain(y, better, val["m0"], None, metric=metric, n_boot=0)["gain"]
         full = metrics.classification_metrics(y, better)[metric] - metrics.classification_metrics(y, val["m0"])[metric]
         assert exact == pytest.approx(full)
-    same = ensemble.paired_bootstrap_gain(y, val["m0"], val["m0"], n_boot=50)
+    same = ensemble.paired_bootstrap_gain(y, val["m0"], val["m0"], None, n_boot=50)
     assert same["gain"] == 0 and same["low"] == 0 and same["p_not_better"] == 1
 
 

@@ -83,8 +83,8 @@ def test_binary_metrics_equal_sklearn():
 
 def test_bootstrap_interval_brackets_the_value_and_is_reproducible(predictions):
     y, proba = predictions
-    a = metrics.bootstrap_ci(y, proba, n_boot=200, seed=3)
-    b = metrics.bootstrap_ci(y, proba, n_boot=200, seed=3)
+    a = metrics.bootstrap_ci(y, proba, np.arange(len(y)) // 2, n_boot=200, seed=3)
+    b = metrics.bootstrap_ci(y, proba, np.arange(len(y)) // 2, n_boot=200, seed=3)
     pd.testing.assert_frame_equal(a, b)
     assert ((a["low"] <= a["value"]) & (a["value"] <= a["high"])).all()
     assert (a["high"] - a["low"] > 0).all()

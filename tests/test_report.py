@@ -23,6 +23,7 @@ def record(root, experiment, run, y, proba, params=None, val_ba=0.5, test_ci=Non
     rec = RunRecorder(experiment, run, params or {}, root=root)
     frame = pd.DataFrame(proba, columns=[f"p_{c}" for c in CLASSES])
     frame.insert(0, "label", y)
+    frame.insert(0, "group", lesions if lesions is not None else [f"{prefix}{k}" for k in range(len(y))])
     if lesions is not None:
         frame.insert(0, "lesion_id", lesions)
     frame.insert(0, "split", "test")
@@ -102,7 +103,8 @@ def test_split_cost_measures_the_difference_with_an_interval(registry):
     for metric, cost in table.iterrows():
         assert cost["inflation"] == pytest.approx(runs.loc["image-split", metric] - runs.loc["lesion-split", metric])
         assert cost["low"] < cost["inflation"] < cost["high"] and cost["low"] > 0      # 0.8 vs 0.4 of 210 images
-    assert table.index.name == "each on its own test split (210 and 210 images), resampled independently"
+    assert table.index.name == ("each on its own test split (210 and 210 images), each resampled by lesion, "
+                                "independently")
 
 
 def test_split_cost_compares_cross_fitted_runs_image_by_image(tmp_path):
