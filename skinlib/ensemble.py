@@ -253,3 +253,23 @@ def binary_average(probas: Sequence[np.ndarray], weights: Sequence[float] | None
         weights: optional non-negative weights (normalised).
     """
     return soft_average([np.asarray(p, float).reshape(-1, 1) for p in probas], weights)[:, 0]
+
+
+def evaluate_binary_average(members, positive: str, negative: str = "rest", min_sensitivity: float = 0.90,
+                            n_boot: int = 500, seed: int = 0):
+    """Study B's DINO + CLIP ensemble evaluated as 07 evaluates a binary run: the average of the members'
+    positive-class probabilities (:func:`binary_average`), thresholds chosen on validation and applied to test,
+    intervals resampling lesions (:func:`skinlib.evaluation.evaluate_binary`). Returns ``(parts, evaluation)``, what
+    :func:`skinlib.registry.record` takes.
+
+    Args:
+        members: the binary members (:func:`skinlib.members.load_members` with ``classes=[positive]``).
+        positive, negative: the class names (predictions column ``p_<positive>``).
+        min_sensitivity, n_boot, seed: as for :func:`skinlib.evaluation.evaluate_binary`.
+    """
+    from .evaluation import evaluate_binary
+
+    parts = members.parts(target="target")
+    proba = {s: binary_average([members.proba[s][n][:, 0] for n in members.names]) for s in parts}
+    return parts, evaluate_binary(parts, proba, positive, negative=negative, min_sensitivity=min_sensitivity,
+                                  n_boot=n_boot, seed=seed)

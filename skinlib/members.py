@@ -183,8 +183,9 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
 
 # --- combination rules --------------------------------------------------------------------------------------
 
-def binary_runs(root: Path | None = None) -> pd.DataFrame:
-    """Registry runs with a binary task: predictions with ``label`` 0 / 1 and exactly one probability column.
+def binary_runs(root: Path | None = None, exclude: Sequence[str] = ("ensembles", SPLIT_COST)) -> pd.DataFrame:
+    """Registry runs with a binary task: predictions with ``label`` 0 / 1 and exactly one probability column, outside
+    the experiments `exclude` (08's own results, such as the DINO + CLIP ensemble, are never its members).
 
     Returns experiment, run, the probability column and the run's parameters ``backbone`` / ``model`` (the
     members of study B's DINO + CLIP ensemble are recognised by these or the run name).
@@ -197,7 +198,7 @@ def binary_runs(root: Path | None = None) -> pd.DataFrame:
     rows = []
     for folder in sorted(base.glob("*/*/predictions.csv")) if base.is_dir() else []:
         run = folder.parent
-        if run.name.startswith(".") or not (run / "run.json").is_file():
+        if run.name.startswith(".") or not (run / "run.json").is_file() or run.parent.name in exclude:
             continue
         head = pd.read_csv(folder, nrows=0)
         proba_columns = [c for c in head if c.startswith("p_")]

@@ -31,20 +31,38 @@ def _quiet():
         yield
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = 15) -> float:
-    """ECE: gap between confidence and accuracy, averaged over equal-width confidence bins, weighted by size."""
+#: Bins of the expected calibration error, everywhere (the registry's ``ece`` and the report's reliability diagram).
+ECE_BINS = 15
+
+
+def calibration_bins(y_true: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS) -> pd.DataFrame:
+    """Top-class confidence against accuracy in equal-width confidence bins: one row per non-empty bin (index: the
+    bin's range) with ``n``, mean ``confidence`` and ``accuracy``; what :func:`expected_calibration_error` averages.
+
+    Args:
+        y_true: labels.
+        proba: (n, k) probabilities, or (n,) probabilities of the positive class.
+        n_bins: equal-width bins over [0, 1] (:data:`ECE_BINS`).
+    """
     proba = np.asarray(proba, dtype=float)
     if proba.ndim == 1:                                     # binary: probability of the positive class
         proba = np.stack([1 - proba, proba], 1)
     confidence = proba.max(1)
-    correct = proba.argmax(1) == np.asarray(y_true)
+    correct = (proba.argmax(1) == np.asarray(y_true)).astype(float)
     bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        in_bin = bins == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    table = pd.DataFrame({"bin": bins, "confidence": confidence, "correct": correct}).groupby("bin").agg(
+        n=("correct", "size"), confidence=("confidence", "mean"), accuracy=("correct", "mean"))
+    table.index = [f"{b / n_bins:.2f}-{(b + 1) / n_bins:.2f}" for b in table.index]
+    return table
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE: gap between confidence and accuracy, averaged over equal-width confidence bins, weighted by size
+    (:func:`calibration_bins`)."""
+    table = calibration_bins(y_true, proba, n_bins)
+    if table.empty:
+        return 0.0
+    return float((table["n"] * (table["accuracy"] - table["confidence"]).abs()).sum() / table["n"].sum())
 
 
 def _auc_macro(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -311,8 +329,19 @@ def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold
 def to_isic_csv(image_ids: Sequence[str], proba: np.ndarray, path: str | Path,
                 classes: Sequence[str] = CLASSES) -> Path:
     """Write predictions in the ISIC 2018 Task 3 scoring format: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``, unrounded
-    (every probability reads back as the value the run's metrics were computed from)."""
-    proba = np.asarray(proba, dtype=float)
+    (every probability reads back as the value the run's metrics were computed from).
+
+    The scorer takes each row's largest value as the decision. Where a row's largest value is tied (a vote's shares,
+    e.g. three members voting three classes), the run decided by ``argmax`` in `classes` order (the lowest class
+    index wins, the voting rule's tie-break), while the file's column order differs: the decided class is raised by
+    the smallest step a float has, so the scorer reads the decision the run's metrics came from
+    (:func:`isic_decisions` reads it back)."""
+    proba = np.array(proba, dtype=float)
+    top = proba.max(1, keepdims=True)
+    tied = (proba == top).sum(1) > 1
+    rows = np.flatnonzero(tied)
+    winner = proba.argmax(1)[rows]
+    proba[rows, winner] = np.nextafter(top[rows, 0], np.inf)
     order = [list(classes).index(c.lower()) for c in ISIC2018_COLUMNS]
     table = pd.DataFrame(proba[:, order], columns=list(ISIC2018_COLUMNS))
     table.insert(0, "image", list(image_ids))
@@ -329,6 +358,16 @@ def read_isic_csv(path: str | Path, classes: Sequence[str] = CLASSES) -> tuple[l
     if missing:
         raise ValueError(f"{path}: not an ISIC 2018 scoring CSV, missing column(s) {missing}")
     return list(table["image"]), table[[c.upper() for c in classes]].to_numpy(float)
+
+
+def isic_decisions(path: str | Path, classes: Sequence[str] = CLASSES) -> tuple[list[str], np.ndarray]:
+    """Image ids and the class index (in `classes`) an ISIC scorer reads from a scoring CSV: each row's largest value,
+    the first column of the file on a tie (``DataFrame.idxmax``)."""
+    table = pd.read_csv(path)
+    ids, _ = read_isic_csv(path, classes)                           # checks the columns
+    columns = [c for c in table.columns if c != "image"]
+    picked = table[columns].astype(float).idxmax(axis=1)
+    return ids, np.array([list(classes).index(c.lower()) for c in picked])
 
 
 THRESHOLD_RULES: tuple[str, ...] = ("youden", "sensitivity")

@@ -186,10 +186,15 @@ REPORTED_BINARY: list[dict] = [
      "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": ["vit_small_patch16_224.dino", "dino"]}},
     {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415,
      "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone_prefix": "clip-"}},
+    {"study": "B", "task": "melanoma", "model": "ensemble of DINO and CLIP (average of the two)", "split": "test",
+     "note": "study B proposed it as future work: no number to match", "ours": ["auc", "average_precision",
+     "sensitivity", "precision"], "needs": "07's DINO and CLIP melanoma runs (full profile), then 08",
+     "match": {"experiment": "ensembles", "run_prefix": "dino-clip"}},
 ]
 
 
 def reported_binary(task: str | None = None) -> pd.DataFrame:
     """The binary studies' reported numbers (study B), optionally for one task (empty for ``isic_archive``)."""
-    table = pd.DataFrame([r for r in REPORTED_BINARY if r["study"] == "B"]).drop(columns=["match", "needs"], errors="ignore")
+    table = pd.DataFrame([r for r in REPORTED_BINARY if r["study"] == "B" and "note" not in r]).drop(
+        columns=["match", "needs"], errors="ignore")
     return table[table["task"] == task].reset_index(drop=True) if task else table

@@ -45,9 +45,36 @@ def reported_counts() -> dict[str, int]:
     return {study: sum(r["study"] == study for r in rows) for study in STUDIES}
 
 
+def task_of(run) -> tuple[str, float]:
+    """A recorded run's task family and its chance balanced accuracy, from its probability columns: ``binary``
+    (one column, chance 0.5) or ``<k>-class`` (chance 1/k; 7-class for HAM10000, 4-class for study D's subtypes).
+
+    Args:
+        run: a :class:`skinlib.registry.RunResult`.
+    """
+    file = run.folder / "predictions.csv"
+    k = sum(c.startswith("p_") for c in pd.read_csv(file, nrows=0).columns) if file.is_file() else 0
+    if k == 1:
+        return "binary", 0.5
+    return (f"{k}-class", 1 / k) if k else ("unknown", math.nan)
+
+
+def _headline(run, metrics_json: dict, task: str) -> tuple[float, float, float]:
+    """The balanced accuracy the forest plot shows, with its interval: of the argmax for a multiclass run, at the
+    validation-chosen (Youden) threshold for a binary one."""
+    if task == "binary":
+        test = metrics_json.get("test", {})
+        return (test.get("youden_balanced_accuracy", math.nan), test.get("youden_balanced_accuracy_low", math.nan),
+                test.get("youden_balanced_accuracy_high", math.nan))
+    low, high = _ci(metrics_json, "balanced_accuracy")
+    return metrics_json.get("test", {}).get("balanced_accuracy", math.nan), low, high
+
+
 def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
     """One row per finished run: experiment, family, run, its parameters, `split` metrics, and the 95% bootstrap
-    interval of the test balanced accuracy (``ba_low``, ``ba_high``) where the run recorded one."""
+    interval of the test balanced accuracy (``ba_low``, ``ba_high``) where the run recorded one; its ``task``
+    (:func:`task_of`) and ``chance``, and the ``headline`` balanced accuracy the forest plot shows with its interval
+    (``headline_low``, ``headline_high``: a binary run's at its validation-chosen threshold)."""
     table = gather(root=root, split=split)
     if table.empty:
         return table
@@ -59,9 +86,12 @@ def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
             continue            # a specialist of a few classes (05 with `classes`): 08's mix-model uses it
         low, high = _ci(run.metrics, "balanced_accuracy")
         val = run.metrics.get("val", {})
+        task, chance = task_of(run)
+        headline = dict(zip(("headline", "headline_low", "headline_high"), _headline(run, run.metrics, task)))
         rows.append({**row.to_dict(), "family": FAMILIES.get(row["experiment"], row["experiment"]),
                      "ba_low": low, "ba_high": high, "val_balanced_accuracy": val.get("balanced_accuracy", math.nan),
-                     "params": run.params, "data": run.info.get("data") or {}})
+                     "task": task, "chance": chance, **headline, "params": run.params,
+                     "data": run.info.get("data") or {}})
     return pd.DataFrame(rows)
 
 
@@ -151,7 +181,9 @@ def split_of(params: dict | None, data: dict | None = None) -> str:
 
 def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED) -> pd.DataFrame:
     """Each number `study` reported beside our run(s) of the same model and variant, on the same metric, with our
-    balanced accuracy and its 95% interval as the headline. A paper row without a run says "not run". Each run
+    balanced accuracy and its 95% interval as the headline; a binary run's thresholded numbers (sensitivity,
+    precision, accuracy, ...) and balanced accuracy are at the threshold it chose on validation (Youden's J, shown),
+    not at 0.5. A paper row without a run says "not run". Each run
     shows its split (:func:`split_of`); a run on the studies' image-level split comes after the grouped ones, since
     its number is inflated by lesions in both train and test."""
     rows = []
@@ -167,9 +199,11 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
             continue
         order = matched.apply(lambda r: split_of(r.get("params"), r.get("data")).startswith("image-level"), axis=1)
         for _, run in matched.loc[order.sort_values(kind="stable").index].iterrows():
+            thresholded = _at_chosen_threshold(run)
             rows.append({**base, "our run": f"{run['experiment']}/{run['run']}", "our split": split_of(run.get("params"), run.get("data")) or None,
-                         "balanced accuracy [95% CI]": _fmt_ci(run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")),
-                         **{f"ours {m}": run.get(m, math.nan) for m in ours_cols}})
+                         "balanced accuracy [95% CI]": _fmt_ci(*_headline_of(run)),
+                         **({"our threshold (chosen on val)": run["youden_threshold"]} if thresholded else {}),
+                         **{f"ours {m}": _ours(run, m, thresholded) for m in ours_cols}})
     table = pd.DataFrame(rows)
     return _grouped(table.dropna(axis=1, how="all")) if len(table) else table
 
@@ -185,6 +219,26 @@ def _grouped(table: pd.DataFrame) -> pd.DataFrame:
     return table[sorted(table.columns, key=rank)]
 
 
+def _at_chosen_threshold(run: pd.Series) -> bool:
+    """Whether a run is a binary one with a threshold 07 (or 08) chose on validation (``youden_threshold``)."""
+    value = run.get("youden_threshold")
+    return value is not None and not _isnan(value)
+
+
+def _ours(run: pd.Series, metric: str, thresholded: bool) -> float:
+    """Our number for a paper's `metric`: a binary run's thresholded metrics at its validation-chosen (Youden)
+    threshold, never at 0.5 (the papers' thresholds were theirs; ours is chosen on validation, as 07 does)."""
+    if thresholded and f"youden_{metric}" in run.index:
+        return run.get(f"youden_{metric}", math.nan)
+    return run.get(metric, math.nan)
+
+
+def _headline_of(run: pd.Series) -> tuple:
+    if "headline" in run.index and not _isnan(run.get("headline")):
+        return run.get("headline"), run.get("headline_low"), run.get("headline_high")
+    return run.get("balanced_accuracy"), run.get("ba_low"), run.get("ba_high")
+
+
 def _isnan(value) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
@@ -197,33 +251,50 @@ def _fmt_ci(value, low, high) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def forest_plot(runs: pd.DataFrame, chance: float | None = 1 / 7, ax=None):
-    """Balanced accuracy with its 95% bootstrap interval for every run, grouped by family (one row each)."""
+#: The forest plot's panels, in this order (other tasks follow).
+TASK_ORDER = ("7-class", "binary", "4-class")
+TASK_AXIS = {"binary": "test balanced accuracy at the validation-chosen (Youden) threshold"}
+
+
+def forest_plot(runs: pd.DataFrame):
+    """Balanced accuracy with its 95% bootstrap interval (resampling lesions) for every run: one panel per task
+    family (7-class, binary, 4-class: :func:`task_of`), each with its own chance line; within a panel grouped by
+    family, one row each; the legend lists the families in the order they appear, top to bottom."""
     import matplotlib.pyplot as plt
 
     order = list(FAMILIES.values())
-    table = runs.dropna(subset=["balanced_accuracy"]).copy()
-    table["rank"] = table["family"].map(lambda f: order.index(f) if f in order else len(order))
-    table = table.sort_values(["rank", "balanced_accuracy"], ascending=[False, True]).reset_index(drop=True)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 0.32 * len(table) + 1.2))
+    table = runs.dropna(subset=["headline"]).copy() if len(runs) else runs
+    tasks = [t for t in TASK_ORDER if len(table) and t in set(table["task"])]
+    tasks += sorted(set(table["task"]) - set(tasks)) if len(table) else []
+    heights = [max(1, int((table["task"] == t).sum())) for t in tasks] or [1]
+    fig, axes = plt.subplots(len(heights), 1, figsize=(8, 0.32 * sum(heights) + 1.3 * len(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
     palette = plt.get_cmap("tab10")
-    for i, row in table.iterrows():
-        colour = palette(order.index(row["family"]) % 10 if row["family"] in order else 9)
-        low, high = row["ba_low"], row["ba_high"]
-        if not _isnan(low):
-            ax.plot([low, high], [i, i], color=colour, lw=2)
-        ax.plot(row["balanced_accuracy"], i, "o", color=colour, label=row["family"])
-    ax.set_yticks(range(len(table)), [f"{r.experiment}/{r.run}" for r in table.itertuples()])
-    if chance is not None:
-        ax.axvline(chance, ls="--", color="grey", lw=1)
-        ax.text(chance, len(table) - 0.4, " chance", color="grey", va="bottom", fontsize=8)
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
-    ax.set_xlabel("test balanced accuracy (95% bootstrap interval)")
-    ax.set_xlim(0, 1)
-    return ax.figure
+    for ax, task in zip(axes[:, 0], tasks):
+        part = table[table["task"] == task].copy()
+        part["rank"] = part["family"].map(lambda f: order.index(f) if f in order else len(order))
+        part = part.sort_values(["rank", "headline"], ascending=[False, True]).reset_index(drop=True)
+        legend = {}
+        for i, row in part.iterrows():
+            colour = palette(order.index(row["family"]) % 10 if row["family"] in order else 9)
+            if not _isnan(row["headline_low"]):
+                ax.plot([row["headline_low"], row["headline_high"]], [i, i], color=colour, lw=2)
+            legend[row["family"]] = ax.plot(row["headline"], i, "o", color=colour)[0]
+        ax.set_yticks(range(len(part)), [f"{r.experiment}/{r.run}" for r in part.itertuples()])
+        chance = float(part["chance"].iloc[0])
+        if not math.isnan(chance):
+            ax.axvline(chance, ls="--", color="grey", lw=1)
+            ax.text(chance, len(part) - 0.4, f" chance {chance:.2f}", color="grey", va="bottom", fontsize=8)
+        top_down = list(reversed(legend))                     # rows are drawn bottom-up
+        ax.legend([legend[f] for f in top_down], top_down, loc="lower right", fontsize=8)
+        ax.set_title(task, loc="left", fontsize=10)
+        ax.set_xlabel(TASK_AXIS.get(task, "test balanced accuracy") + " (95% interval, lesions resampled)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(-0.6, len(part) + 0.2)
+    if not tasks:
+        axes[0, 0].text(0.5, 0.5, "no runs in the registry", ha="center", va="center")
+    fig.tight_layout()
+    return fig
 
 
 def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0,
@@ -292,33 +363,46 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
     return table
 
 
-def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None) -> pd.Series:
-    """The run with the highest *validation* balanced accuracy (test data chooses nothing), among runs on grouped
-    splits: on the image-level split, validation shares lesions with train, so its score is inflated too."""
+#: Experiments whose validation predictions chose something: 08 chose its ensembles' members, weights and the
+#: mix-model's general model on validation, so their validation score is in-sample (and a vote's shares are not
+#: probabilities). The calibration model is never one of them.
+CHOSE_ON_VALIDATION: tuple[str, ...] = ("ensembles",)
+
+
+def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None, task: str = "7-class") -> pd.Series:
+    """The run of `task` with the highest *validation* balanced accuracy (test data chooses nothing), among single
+    models, whose validation predictions chose at most their own epoch (not 08's ensembles:
+    :data:`CHOSE_ON_VALIDATION`), on grouped splits (on the image-level split, validation shares lesions with train,
+    so its score is inflated too).
+
+    Args:
+        runs: :func:`runs_table`.
+        experiments: only these experiments (default: every one but :data:`CHOSE_ON_VALIDATION`).
+        task: the task family (:func:`task_of`).
+    """
     table = runs if experiments is None else runs[runs["experiment"].isin(experiments)]
+    table = table[~table["experiment"].isin(CHOSE_ON_VALIDATION)] if len(table) else table
+    if "task" in table:
+        table = table[table["task"] == task]
     table = table.dropna(subset=["val_balanced_accuracy"])
     if "params" in table:
         table = table[~table.apply(lambda r: split_of(r["params"], r.get("data")).startswith("image-level"), axis=1)]
     if table.empty:
-        raise ValueError("no run on a grouped split with a validation balanced accuracy in the registry")
+        raise ValueError(f"no single {task} model on a grouped split with a validation balanced accuracy in the "
+                         "registry (08's ensembles are not candidates: validation chose their members and weights)")
     return table.loc[table["val_balanced_accuracy"].idxmax()]
 
 
-def reliability(experiment: str, run: str, split: str = "test", n_bins: int = 10,
+def reliability(experiment: str, run: str, split: str = "test", n_bins: int = metrics.ECE_BINS,
                 root: Path | None = None) -> tuple[pd.DataFrame, float]:
     """Reliability table of a multiclass run's top-class confidence (per bin: count, mean confidence, accuracy)
-    and its expected calibration error."""
+    and its expected calibration error, with the registry's bins (:func:`skinlib.metrics.calibration_bins`): the
+    ECE shown is the ``ece`` the run recorded."""
     pred = load_run(experiment, run, root).predictions
     part = pred[pred["split"] == split]
     proba = part[[f"p_{c}" for c in CLASSES]].to_numpy(float)
     y = part["label"].to_numpy(int)
-    confidence, correct = proba.max(1), (proba.argmax(1) == y).astype(float)
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
-    table = pd.DataFrame({"bin": which, "confidence": confidence, "correct": correct}).groupby("bin").agg(
-        n=("correct", "size"), confidence=("confidence", "mean"), accuracy=("correct", "mean"))
-    table.index = [f"{edges[b]:.1f}-{edges[b + 1]:.1f}" for b in table.index]
-    return table, metrics.expected_calibration_error(y, proba, n_bins=n_bins)
+    return metrics.calibration_bins(y, proba, n_bins), metrics.expected_calibration_error(y, proba, n_bins)
 
 
 def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "", ax=None):
@@ -338,8 +422,10 @@ def reliability_diagram(table: pd.DataFrame, ece: float, title: str = "", ax=Non
 
 
 def isic_csvs(root: Path | None = None) -> pd.DataFrame:
-    """Every ISIC 2018 scoring CSV in the registry, with its run, number of images and path (from the folder that
-    holds the registry: ``results/<experiment>/<run>/isic_test_predictions.csv``)."""
+    """Every ISIC 2018 scoring CSV in the registry, with its run, number of images, and the test balanced accuracy
+    the ISIC scorer's rule gives it (each row's largest value, :func:`skinlib.metrics.isic_decisions`) beside the one
+    in the run's ``metrics.json`` (a file that scores another classifier than the one recorded shows here), and its
+    path (from the folder that holds the registry: ``results/<experiment>/<run>/isic_test_predictions.csv``)."""
     base = Path(root) if root else paths.results_dir()
     for experiment in experiment_folders(base):
         provenance.note("registry-experiment", experiment)
@@ -347,9 +433,15 @@ def isic_csvs(root: Path | None = None) -> pd.DataFrame:
     for path in sorted(base.glob("*/*/isic_test_predictions.csv")):
         if path.parent.name.startswith("."):
             continue
-        rows.append({"experiment": path.parent.parent.name, "run": path.parent.name,
-                     "images": sum(1 for _ in path.open()) - 1,
-                     "file": path.relative_to(base.parent).as_posix()})
+        run = load_run(path.parent.parent.name, path.parent.name, base)
+        ids, decided = metrics.isic_decisions(path)
+        pred = run.predictions
+        truth = pred[pred["split"] == "test"].set_index("image_id")["label"].reindex(ids)
+        scored = metrics.balanced_accuracy(truth.to_numpy(int), decided) if truth.notna().all() else math.nan
+        recorded = run.metrics.get("test", {}).get("balanced_accuracy", math.nan)
+        rows.append({"experiment": path.parent.parent.name, "run": path.parent.name, "images": len(ids),
+                     "scorer's balanced accuracy": scored, "metrics.json": recorded,
+                     "agree": bool(abs(scored - recorded) < 1e-9), "file": path.relative_to(base.parent).as_posix()})
     return pd.DataFrame(rows)
 
 
