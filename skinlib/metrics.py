@@ -208,7 +208,7 @@ def bootstrap_counts(groups: Sequence, n_boot: int, seed: int = 0) -> np.ndarray
         n_boot: resamples.
         seed: seed of the draws.
     """
-    codes = pd.factorize(np.asarray(groups, dtype=object))[0]
+    codes = pd.factorize(np.asarray(groups))[0]
     n_groups = int(codes.max(initial=-1)) + 1
     rng = np.random.default_rng(seed)
     counts = np.empty((n_boot, len(codes)), np.int32)
@@ -250,10 +250,11 @@ def resampled_label_metrics(y_true: Sequence[int], y_pred: Sequence[int], counts
 
 def _quantiles(samples: np.ndarray, level: float) -> tuple[float, float]:
     samples = np.asarray(samples, float)
-    if not np.isfinite(samples).any():
+    finite = np.isfinite(samples)
+    if not finite.any():
         return float("nan"), float("nan")
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return float(np.nanquantile(samples, lo)), float(np.nanquantile(samples, hi))
+    low, high = np.quantile(samples[finite], [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(low), float(high)
 
 
 def bootstrap_ci(

@@ -99,20 +99,20 @@ def test_recorded_groups_give_back_every_recorded_interval(tmp_path, monkeypatch
     monkeypatch.setenv("SKINLIB_WORKSPACE", str(tmp_path))
     rng = np.random.default_rng(2)
     parts, proba = _parts(rng)
-    ev = evaluation.evaluate_splits(parts, proba, n_boot=200, seed=5)
+    ev = evaluation.evaluate_splits(parts, proba, n_boot=100, seed=5)
     registry.record("exp", "multi", {}, parts, ev)
     binary_parts = {s: p.assign(target=(p["label"] == 0).astype(int)) for s, p in parts.items()}
-    binary = evaluation.evaluate_binary(binary_parts, {s: p[:, 0] for s, p in proba.items()}, "akiec", n_boot=100,
+    binary = evaluation.evaluate_binary(binary_parts, {s: p[:, 0] for s, p in proba.items()}, "akiec", n_boot=30,
                                         seed=5)
     registry.record("exp", "binary", {}, binary_parts, binary)
 
     run = registry.load_run("exp", "multi")
     test = run.predictions.query("split == 'test'")
     assert test["group"].nunique() == 60
-    again = metrics.bootstrap_ci(test["label"], test.filter(like="p_").to_numpy(), test["group"], n_boot=200, seed=5)
+    again = metrics.bootstrap_ci(test["label"], test.filter(like="p_").to_numpy(), test["group"], n_boot=100, seed=5)
     recorded = pd.DataFrame(run.metrics["test_ci"]).T[["value", "low", "high"]]
     pd.testing.assert_frame_equal(again.astype(float), recorded.loc[again.index].astype(float), check_names=False)
-    image_level = metrics.bootstrap_ci(test["label"], test.filter(like="p_").to_numpy(), None, n_boot=200, seed=5)
+    image_level = metrics.bootstrap_ci(test["label"], test.filter(like="p_").to_numpy(), None, n_boot=100, seed=5)
     assert not np.allclose(again["low"], image_level["low"])     # the lesions made a difference
     b = registry.load_run("exp", "binary")
     assert b.metrics["test"]["youden_balanced_accuracy_low"] <= b.metrics["test"]["youden_balanced_accuracy"]

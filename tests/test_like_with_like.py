@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinlib import ensemble, evaluation, metrics, registry, report
+from skinlib import ensemble, evaluation, metrics, paths, registry, report
 from skinlib.data.labels import CLASSES
 
 matplotlib.use("Agg")
@@ -70,31 +70,40 @@ def binary_parts(rng, n=200, shift=1.0):
     return parts, proba
 
 
-@pytest.fixture
-def mixed_registry(workspace):
+@pytest.fixture(scope="module")
+def mixed_registry(tmp_path_factory):
     """A 7-class single model, 08's ensembles over it (better on validation, in-sample), a binary run and a
-    4-class subtype run, all recorded as the notebooks record them."""
-    rng = np.random.default_rng(1)
+    4-class subtype run, all recorded as the notebooks record them (once for the module: ``runs.attrs["root"]``
+    is the registry)."""
+    workspace = tmp_path_factory.mktemp("mixed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKINLIB_WORKSPACE", str(workspace))
+        _record_mixed(np.random.default_rng(1))
+        runs = report.runs_table()
+        runs.attrs["root"] = paths.results_dir()
+    return runs
+
+
+def _record_mixed(rng):
     parts = seven_class_parts(rng)
     members = noisy_members(rng, parts)
     registry.record("transfer", "resnet", {"backbone": "resnet50"}, parts,
-                    evaluation.evaluate_splits(parts, members[0], n_boot=50))
+                    evaluation.evaluate_splits(parts, members[0], n_boot=20))
     registry.record("transfer", "mobilenet", {"backbone": "mobilenetv2"}, parts,
-                    evaluation.evaluate_splits(parts, members[1], n_boot=50))
+                    evaluation.evaluate_splits(parts, members[1], n_boot=20))
     truth = {s: np.eye(7)[p["label"]] for s, p in parts.items()}
     vote = {s: ensemble.hard_vote([truth[s], truth[s], members[2][s]]) for s in parts}          # perfect on val
-    registry.record("ensembles", "vote-top-3", {}, parts, ensemble.evaluate(parts, vote, n_boot=50))
+    registry.record("ensembles", "vote-top-3", {}, parts, ensemble.evaluate(parts, vote, n_boot=20))
     weighted = {s: ensemble.soft_average([truth[s], members[2][s]]) for s in parts}
-    registry.record("ensembles", "weighted-val-fitted", {}, parts, ensemble.evaluate(parts, weighted, n_boot=50))
+    registry.record("ensembles", "weighted-val-fitted", {}, parts, ensemble.evaluate(parts, weighted, n_boot=20))
     bparts, bproba = binary_parts(rng)
     registry.record("binary", "B-resnet18-image-natural", {"task": "melanoma", "model": "image", "backbone": "resnet18"},
-                    bparts, evaluation.evaluate_binary(bparts, bproba, "mel", n_boot=50))
+                    bparts, evaluation.evaluate_binary(bparts, bproba, "mel", n_boot=20))
     sub = {s: p.assign(label=p["label"] % 4) for s, p in parts.items()}
     sub_proba = {s: rng.dirichlet(np.ones(4), len(p)) for s, p in sub.items()}
     registry.record("binary", "isic-subtypes", {"task": "isic_archive", "model": "subtypes"}, sub,
                     evaluation.evaluate_splits(sub, sub_proba, n_boot=50, classes=["mel", "bcc", "scc", "other"]),
                     classes=["mel", "bcc", "scc", "other"])
-    return report.runs_table()
 
 
 def test_calibration_model_is_a_single_model_never_an_ensemble_chosen_on_validation(mixed_registry):
@@ -104,14 +113,15 @@ def test_calibration_model_is_a_single_model_never_an_ensemble_chosen_on_validat
     assert ensembles["val_balanced_accuracy"].min() > singles["val_balanced_accuracy"].max()
     best = report.best_run(runs)
     assert best["experiment"] == "transfer" and best["task"] == "7-class"
-    table, _ = report.reliability(best["experiment"], best["run"])
+    table, _ = report.reliability(best["experiment"], best["run"], root=runs.attrs["root"])
     assert len(table) > 2                                       # probabilities, not a vote's two or three values
 
 
 def test_reliability_diagram_and_registry_share_one_ece(mixed_registry):
+    root = mixed_registry.attrs["root"]
     for run in ("resnet", "mobilenet"):
-        table, ece = report.reliability("transfer", run)
-        recorded = registry.load_run("transfer", run).metrics["test"]["ece"]
+        table, ece = report.reliability("transfer", run, root=root)
+        recorded = registry.load_run("transfer", run, root).metrics["test"]["ece"]
         assert ece == pytest.approx(recorded, abs=1e-12)
         assert len(table) <= metrics.ECE_BINS == 15 and table["n"].sum() == 140
 
@@ -136,8 +146,8 @@ def test_forest_plot_gives_each_task_its_panel_and_chance(mixed_registry):
         assert [t.get_text() for t in ax.get_legend().get_texts()] == top_down
     binary = runs.set_index("run").loc["B-resnet18-image-natural"]
     assert binary["headline_low"] < binary["headline"] < binary["headline_high"]      # binary runs get intervals
-    assert binary["headline"] == registry.load_run("binary", "B-resnet18-image-natural").metrics["test"][
-        "youden_balanced_accuracy"]
+    assert binary["headline"] == registry.load_run("binary", "B-resnet18-image-natural", runs.attrs["root"]).metrics[
+        "test"]["youden_balanced_accuracy"]
     interval = [line for line in panels["binary"].get_lines() if len(line.get_xdata()) == 2 and line.get_linestyle() == "-"]
     assert len(interval) == 1
 
@@ -145,7 +155,7 @@ def test_forest_plot_gives_each_task_its_panel_and_chance(mixed_registry):
 def test_study_b_compares_at_07s_validation_chosen_threshold(mixed_registry):
     table = report.study_table("B", mixed_registry)
     row = table[table["our run"] == "binary/B-resnet18-image-natural"].iloc[0]
-    test = registry.load_run("binary", "B-resnet18-image-natural").metrics["test"]
+    test = registry.load_run("binary", "B-resnet18-image-natural", mixed_registry.attrs["root"]).metrics["test"]
     assert row["our threshold (chosen on val)"] == test["youden_threshold"] != 0.5
     assert row["ours sensitivity"] == test["youden_sensitivity"] != test["sensitivity"]
     assert row["ours precision"] == test["youden_precision"]
@@ -164,7 +174,7 @@ def test_dino_clip_ensemble_is_recorded_with_a_validation_chosen_threshold(works
                         evaluation.evaluate_binary(parts, proba, "mel", n_boot=20))
     pair = best_per_kind(binary_runs(), ("dino", "clip"))
     duo = load_members([(r["experiment"], r["run"]) for r in pair], classes=["mel"])
-    duo_parts, duo_eval = ensemble.evaluate_binary_average(duo, "mel", n_boot=50)
+    duo_parts, duo_eval = ensemble.evaluate_binary_average(duo, "mel", n_boot=20)
     registry.record("ensembles", "dino-clip-mel", {"members": duo.names, "task": "melanoma"}, duo_parts, duo_eval)
 
     recorded = registry.load_run("ensembles", "dino-clip-mel")
