@@ -137,6 +137,7 @@ KNOBS: dict[str, Rule] = {
     "n_estimators": integer(1),
     "width": integer(1),
     "batch_size": integer(1),
+    "devices": integer(1),
     "max_epochs": integer(1),
     "lr": number(0, low_open=True),
     "weight_decay": number(0),

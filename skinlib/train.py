@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import parameters
+from . import distributed, parameters
 from .checkpoints import KEEP_CHECKPOINTS, atomic_save, checkpoint_for, prune, run_identity
 from .data.batches import Batches
 from .parameters import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
@@ -52,6 +52,8 @@ class FitConfig:
         compile: wrap the model in ``torch.compile``.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         seed: seed of everything random in the run.
+        devices: processes of one distributed (DDP) fit, one per GPU, or gloo processes on a CPU
+            (:mod:`skinlib.distributed`); 1: this process alone.
     """
 
     max_epochs: int = 10
@@ -70,10 +72,12 @@ class FitConfig:
     compile: bool = False
     device: str = "auto"
     seed: int = 0
+    devices: int = 1
 
     def __post_init__(self) -> None:
         parameters.check_all({k: getattr(self, k) for k in ("max_epochs", "lr", "optimizer", "weight_decay", "scheduler",
-                                                       "step_size", "gamma", "patience", "device", "seed")})
+                                                       "step_size", "gamma", "patience", "device", "seed",
+                                                       "devices")})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -187,7 +191,10 @@ def predict(model: nn.Module, batches: Batches, preprocess: nn.Module, *, amp: b
         with _autocast(device, amp):
             logits = model(_prepare(preprocess, images, device)).float()
         outputs.append(torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1))
-    return torch.cat(outputs).cpu().numpy()
+    proba = torch.cat(outputs).cpu().numpy()
+    if batches.world > 1:                                          # this process's share: put every share together
+        proba = distributed.gather_rows(batches.positions(), proba, len(batches.image_ids))
+    return proba
 
 
 def evaluate(y_true, proba: np.ndarray) -> dict[str, float]:
@@ -240,7 +247,18 @@ def fit(
         on_epoch_end: called as ``f(epoch, row, model)`` after each epoch (the row of the history).
         log: where the one line per epoch goes.
     """
-    device = resolve_device(config.device)
+    rank, size = distributed.world()
+    if config.devices > 1 and size == 1:              # spread this fit over processes; rank 0's result comes back
+        state, result = distributed.launch(config.devices, (model, train, val, preprocess_train, preprocess_eval, config),
+                                           dict(checkpoint_dir=checkpoint_dir, resume=resume,
+                                                on_epoch_end=on_epoch_end, log=log))
+        model.load_state_dict(state)
+        return result
+    device = resolve_device(config.device) if size == 1 else distributed.device(config.device)
+    if size > 1:
+        train.set_shard(rank, size)
+        val.set_shard(rank, size)
+        log = log if rank == 0 else open(os.devnull, "w")
     binary = _output_width(model) == 1
     identity = run_identity(model, train, val, preprocess_train, preprocess_eval, config) if checkpoint_dir else {}
     torch.manual_seed(config.seed)
@@ -253,14 +271,16 @@ def fit(
     optimizer = _optimizer(config.optimizer, params, config.lr, config.weight_decay)
     scheduler = _scheduler(config, optimizer)
     criterion = _loss(config, binary, device)
-    step = torch.compile(model) if config.compile else model
+    step = distributed.wrap(model, device) if size > 1 else model
+    step = torch.compile(step) if config.compile else step
     higher = _higher_is_better(config.monitor)
     best_score, best_epoch, best_state, bad_epochs, rows, start, resumed = -np.inf if higher else np.inf, -1, None, 0, [], 0, None
     best_proba = None
 
     ckpt_path = None
-    if checkpoint_dir is not None:
-        ckpt_path = checkpoint_for(Path(checkpoint_dir), identity, config, resume, log)
+    if checkpoint_dir is not None:                    # rank 0 chooses the file; every rank resumes from it
+        ckpt_path = distributed.from_main(checkpoint_for(Path(checkpoint_dir), identity, config, resume, log)
+                                          if rank == 0 else None)
         if resume and ckpt_path.is_file():
             state = torch.load(ckpt_path, map_location=device, weights_only=False)
             model.load_state_dict(state["model"])
@@ -306,6 +326,7 @@ def fit(
             with torch.no_grad():
                 pred = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
                 correct += int((pred == labels.long()).sum())
+        total, seen, correct = distributed.total(total, seen, correct)      # every rank's share (one rank: as is)
         proba = predict(model, val, preprocess_eval, amp=config.amp)
         y_val = val.labels.numpy()
         scores = evaluate(y_val, proba)
@@ -335,7 +356,7 @@ def fit(
               f"val loss {scores['loss']:.3f} {config.monitor} {score:.3f}  lr {lr:.2g}  {row['seconds']:.1f}s"
               + ("  *best" if improved else ""), file=log, flush=True)
         stopped = config.patience > 0 and bad_epochs >= config.patience
-        if ckpt_path is not None:
+        if ckpt_path is not None and rank == 0:
             atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict() if scheduler is not None else None,
                           "best_score": best_score, "best_epoch": best_epoch,
@@ -355,6 +376,7 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)                            # a real copy, not live weights
+    distributed.check_in_step(model)
     history = pd.DataFrame(rows)
     return FitResult(history, best_epoch + 1, float(best_score), stopped, resumed, time.time() - started, best_proba)
 

@@ -55,6 +55,15 @@ class Batches:
         if self.device.type == "cuda":
             self.images = self.images.pin_memory()
         self.epoch = 0
+        self.rank, self.world = 0, 1
+
+    def set_shard(self, rank: int, world: int) -> None:
+        """Iterate over the share of process `rank` of `world` (a distributed fit, :mod:`skinlib.distributed`):
+        the `rank`-th of `world` near-equal slices of every batch, `batch_size` staying the global batch. Training
+        batches (shuffled or sampled) too small to share are skipped by every process alike."""
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int) -> None:
         """Select the order of epoch `epoch` (call before iterating)."""
@@ -73,10 +82,28 @@ class Batches:
         n = len(self.image_ids)
         return n // self.batch_size if (self.drop_last and self.shuffle and n >= self.batch_size) else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _shares(self) -> Iterator[torch.Tensor]:
+        """Positions (into `image_ids`) of each batch this process iterates."""
         order = self.order()
+        training = self.shuffle or self.weights is not None
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            if self.world > 1:
+                if training and len(idx) < self.world:
+                    break
+                idx = torch.tensor_split(idx, self.world)[self.rank]
+                if len(idx) == 0:
+                    continue
+            yield idx
+
+    def positions(self) -> np.ndarray:
+        """Positions (into `image_ids`) of the images this process iterates, in its order (all of them, in order,
+        outside a distributed fit when not shuffled)."""
+        shares = list(self._shares())
+        return torch.cat(shares).numpy() if shares else np.zeros(0, dtype=np.int64)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in self._shares():
             images = self.images[idx].to(self.device, non_blocking=True)
             if self.features is not None:
                 images = (images, self.features[idx].to(self.device, non_blocking=True))
