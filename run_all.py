@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", metavar="IDS",
                         help="GPUs the runs may use, e.g. 0,2 (as CUDA_VISIBLE_DEVICES takes them): runs executed side "
                              "by side (--jobs) get one each; default: every GPU visible")
+    parser.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"),
+                        help="local: execute here (default); slurm: submit each run as a Slurm job through submitit "
+                             "(pip install -e '.[cluster]'); submitit-local: the same jobs as local processes")
+    parser.add_argument("--cluster-option", dest="cluster_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a submitit parameter for every job, e.g. slurm_partition=gpu, slurm_account=abc "
+                             "(repeatable; per-run resources come from the parameter files' 'resources:')")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be 1 or more")
@@ -128,9 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     if data.missing:
         print(f"keep going without them: {data.missing_message(keep_going=True)}", flush=True)
     runs = [run for run in runs if run.name not in skipped]
-    status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
-                     progress=not args.no_progress, wait=args.wait,
-                     after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
+    if args.executor == "local":
+        status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
+                         progress=not args.no_progress, wait=args.wait,
+                         after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
+    else:
+        from skinlib.run.cluster import run_on_cluster
+
+        try:
+            options = parse_sets(args.cluster_options)
+            status = run_on_cluster(runs, out_dir, ROOT / "notebooks", executor=args.executor, options=options,
+                                    force=args.force, keep_going=args.keep_going)
+        except (RuntimeError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     report = next((run for run in runs if run.notebook.stem == REPORT_NOTEBOOK), None)
     if report is not None and status != STOPPED_STATUS:
         why = why_pending(out_dir, report)     # never export a report older than what it reads

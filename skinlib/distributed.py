@@ -139,8 +139,8 @@ def check_in_step(model: torch.nn.Module) -> None:
         raise RuntimeError(f"the ranks' weights differ after training (digests {digests}): a bug in the fit loop")
 
 
-def launch(devices: int, fit_args: tuple, fit_kwargs: dict) -> tuple[dict, Any]:
-    """Run ``skinlib.train.fit(*fit_args, **fit_kwargs)`` in `devices` processes (one per GPU, or gloo on the CPU)
+def launch(devices: int, fit, fit_args: tuple, fit_kwargs: dict) -> tuple[dict, Any]:
+    """Run ``fit(*fit_args, **fit_kwargs)`` (:func:`skinlib.train.fit`) in `devices` processes (one per GPU, or gloo on the CPU)
     and return rank 0's ``(model state dict, FitResult)``. Rank 0's log lines are echoed to ``fit_kwargs['log']``
     as they come.
 
@@ -158,7 +158,7 @@ def launch(devices: int, fit_args: tuple, fit_kwargs: dict) -> tuple[dict, Any]:
     with tempfile.TemporaryDirectory(prefix="skinlib-ddp-") as scratch:
         folder = Path(scratch)
         port = _free_port()
-        context = mp.start_processes(_rank_main, args=(devices, port, folder, fit_args, fit_kwargs), nprocs=devices,
+        context = mp.start_processes(_rank_main, args=(devices, port, folder, fit, fit_args, fit_kwargs), nprocs=devices,
                                      join=False, start_method="spawn")
         lines = folder / "rank0.log"
         echoed = 0
@@ -173,9 +173,7 @@ def launch(devices: int, fit_args: tuple, fit_kwargs: dict) -> tuple[dict, Any]:
         return torch.load(folder / "result.pt", weights_only=False)
 
 
-def _rank_main(rank: int, devices: int, port: int, folder: Path, fit_args: tuple, fit_kwargs: dict) -> None:
-    from .train import fit
-
+def _rank_main(rank: int, devices: int, port: int, folder: Path, fit, fit_args: tuple, fit_kwargs: dict) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), LOCAL_RANK=str(rank))
     asked = fit_args[5].device
     dist.init_process_group(backend(asked), rank=rank, world_size=devices)

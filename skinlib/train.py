@@ -249,9 +249,9 @@ def fit(
     """
     rank, size = distributed.world()
     if config.devices > 1 and size == 1:              # spread this fit over processes; rank 0's result comes back
-        state, result = distributed.launch(config.devices, (model, train, val, preprocess_train, preprocess_eval, config),
-                                           dict(checkpoint_dir=checkpoint_dir, resume=resume,
-                                                on_epoch_end=on_epoch_end, log=log))
+        state, result = distributed.launch(
+            config.devices, fit, (model, train, val, preprocess_train, preprocess_eval, config),
+            dict(checkpoint_dir=checkpoint_dir, resume=resume, on_epoch_end=on_epoch_end, log=log))
         model.load_state_dict(state)
         return result
     device = resolve_device(config.device) if size == 1 else distributed.device(config.device)

@@ -8,6 +8,7 @@ not (see skinlib.distributed), so only a model without it can match a single pro
 
 from __future__ import annotations
 
+import copy
 import io
 import socket
 
@@ -50,13 +51,18 @@ def weights(model: nn.Module) -> dict[str, np.ndarray]:
 
 
 def _rank(rank: int, port: int, folder, train, val, preprocess) -> None:
-    """One process of a fit started as torchrun starts them: the group exists before fit is called."""
+    """One process of a fit started as torchrun starts them: the group is made from torchrun's environment
+    variables before fit is called."""
     import os
 
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    from skinlib.distributed import init_from_environment
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2")
+    assert init_from_environment()
+    preprocess = copy.deepcopy(preprocess)      # its tensors arrive shared between the processes: one's own copy
     model = small_model()
     result = fit(model, train, val, preprocess, preprocess, FitConfig(**CONFIG), log=io.StringIO(),
                  checkpoint_dir=folder / "checkpoints")

@@ -35,7 +35,7 @@ from .. import parameters
 from ..models import factories
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
-RESERVED = {"runs", "name"}
+RESERVED = {"runs", "name", "resources"}
 
 
 class ParameterError(ValueError):
@@ -61,6 +61,23 @@ class Run:
     params: dict[str, Any] = field(default_factory=dict)   # overrides given to papermill
     gpu: str = "none"
     data: dict[str, Any] = field(default_factory=dict)     # what it reads (:func:`run_data`); empty: no dataset
+    #: what its job asks for on a cluster, from its parameter file (``resources:``; :mod:`skinlib.run.cluster`)
+    resources: dict[str, int] = field(default_factory=dict)
+
+
+#: resource names a parameter file may set per run (``resources: {gpus: 2, time_min: 2880}``)
+RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "time_min")
+
+
+def check_resources(value: Any, where: str) -> list[str]:
+    """Problems of a ``resources:`` mapping from a parameter file (empty: none)."""
+    if not isinstance(value, dict):
+        return [f"{where}: 'resources' must be a mapping of {', '.join(RESOURCE_KEYS)} to whole numbers"]
+    problems = [f"{where}: resources.{k}: unknown; use {', '.join(RESOURCE_KEYS)}" for k in value if k not in RESOURCE_KEYS]
+    problems += [f"{where}: resources.{k} = {v!r}: must be a whole number >= {0 if k == 'gpus' else 1}"
+                 for k, v in value.items() if k in RESOURCE_KEYS
+                 and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "gpus" else 1))]
+    return problems
 
 
 def find_notebooks(folder: Path) -> list[Path]:
@@ -304,7 +321,7 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             if not isinstance(variant, dict) or (len(variants) > 1 and "name" not in variant):
                 errors.append(f"{where}: runs[{i}] must be a mapping with a 'name'")
                 continue
-            own = {k: v for k, v in variant.items() if k != "name"}
+            own = {k: v for k, v in variant.items() if k not in ("name", "resources")}
             label = f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else "")
             try:
                 check_values(own, params, label, nb_path.name)
@@ -321,8 +338,10 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
                     errors.append(str(exc))
             resolved.update(given)
             name = nb_path.stem + (f"--{variant['name']}" if variant.get("name") else "")
+            wanted = {**(data.get("resources") or {}), **(variant.get("resources") or {})}
+            errors += check_resources(wanted, label)
             runs.append(Run(nb_path, name, resolved, gpu,
-                            run_data(resolved, {key: p.default for key, p in params.items()})))
+                            run_data(resolved, {key: p.default for key, p in params.items()}), wanted))
     if errors:
         raise ParameterError("parameter files do not fit their notebooks:\n  " + "\n  ".join(errors))
     from .split_names import follow_split

@@ -1,0 +1,158 @@
+"""Runs as cluster jobs, through submitit (``run_all.py --executor slurm``): each run one job asking for what it
+needs, a notebook's runs submitted together (one Slurm job array), a notebook's jobs submitted only when the
+notebooks before it are finished (the driver waits: 03-07 read 02's split, 08-10 the runs before them), so a
+dependency is never a guess about which files a job will read.
+
+A job holds its run lock, skips a run that is done, and executes it as a local run would (the same record, the same
+executed notebook in the same outputs folder, on the shared file system). A job stopped by preemption or its time
+limit is requeued by submitit (``checkpoint``) and the notebook resumes from its last training checkpoint (exact
+resume, :mod:`skinlib.train`).
+
+``--executor submitit-local`` runs the same jobs as local processes (submitit's local executor): the cluster path
+without a cluster, which the tests take.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from .execute import _execute, _say, is_done
+from .lock import RunLock
+from .plan import Run
+from .schedule import stages
+
+#: what a run asks for unless its parameter file says otherwise (``resources:``): per notebook number
+DEFAULT_RESOURCES: dict[str, dict[str, int]] = {
+    "01": dict(gpus=0, cpus=4, mem_gb=16, time_min=60),
+    "02": dict(gpus=0, cpus=2, mem_gb=8, time_min=30),
+    "03": dict(gpus=0, cpus=8, mem_gb=32, time_min=240),
+    "04": dict(gpus=1, cpus=8, mem_gb=32, time_min=720),
+    "05": dict(gpus=1, cpus=8, mem_gb=48, time_min=1440),
+    "06": dict(gpus=1, cpus=8, mem_gb=48, time_min=1440),
+    "07": dict(gpus=1, cpus=8, mem_gb=48, time_min=1440),
+    "08": dict(gpus=0, cpus=4, mem_gb=16, time_min=60),
+    "09": dict(gpus=1, cpus=4, mem_gb=32, time_min=120),
+    "10": dict(gpus=0, cpus=2, mem_gb=8, time_min=30),
+}
+#: ``run_all.py --executor`` value -> submitit's cluster name (``local``, run_all's default, executes in-process)
+EXECUTORS = {"slurm": "slurm", "submitit-local": "local"}
+
+
+def resources(run: Run) -> dict[str, int]:
+    """What `run` asks for: its notebook's defaults (:data:`DEFAULT_RESOURCES`), then its parameter file's."""
+    return {**DEFAULT_RESOURCES.get(run.notebook.name[:2], DEFAULT_RESOURCES["01"]), **run.resources}
+
+
+def job_parameters(run: Run, options: dict[str, Any]) -> dict[str, Any]:
+    """submitit's parameters for the job of `run`: its resources in submitit's generic names, then the user's
+    options (``--cluster-option slurm_partition=gpu``; any of submitit's names, which win)."""
+    want = resources(run)
+    return {"name": f"skinlib-{run.notebook.stem}", "timeout_min": want["time_min"], "mem_gb": want["mem_gb"],
+            "cpus_per_task": want["cpus"], "gpus_per_node": want["gpus"], "tasks_per_node": 1, "nodes": 1,
+            **options}
+
+
+class RunJob:
+    """What a job executes: one run, under its lock, skipped when done. Requeued when preempted or out of time
+    (submitit calls :meth:`checkpoint`); the notebook then resumes from its training checkpoint."""
+
+    def __init__(self, run: Run, out_dir: Path, cwd: Path, force: bool):
+        self.run, self.out_dir, self.cwd, self.force = run, out_dir, cwd, force
+
+    def __call__(self) -> str | None:
+        if not self.force and is_done(self.out_dir, self.run):
+            return None
+        lock = RunLock(self.run.name)
+        lock.acquire(wait=True)                                 # another node executing it: wait, then skip it
+        try:
+            if not self.force and is_done(self.out_dir, self.run):
+                return None
+            return _execute(self.run, self.out_dir, self.cwd, progress=False)
+        finally:
+            lock.release()
+
+    def checkpoint(self):
+        """Requeue this job as it is: the run's identity is unchanged, so its notebook resumes where it stopped (a
+        forced run is requeued unforced, so that it resumes too)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(RunJob(self.run, self.out_dir, self.cwd, False))
+
+
+def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, options: dict[str, Any] | None = None,
+                   force: bool = False, keep_going: bool = False, log=sys.stdout, poll_s: float = 5.0) -> int:
+    """Execute `runs` as jobs (:class:`RunJob`), notebook after notebook; returns the exit status as
+    :func:`skinlib.run.schedule.run_all` does (0: every run done or skipped).
+
+    Args:
+        executor: ``slurm``, or ``submitit-local`` (jobs as local processes, submitit's ``LocalExecutor``).
+        options: submitit parameters for every job (``slurm_partition``, ``slurm_account``, ``slurm_qos``, ...).
+        poll_s: seconds between looks at the jobs' states.
+    """
+    try:
+        import submitit
+    except ImportError as exc:
+        raise RuntimeError("--executor needs submitit: pip install -e \".[cluster]\"") from exc
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    jobs_of = submitit.AutoExecutor(folder=paths.workspace() / "jobs" / "%j", cluster=EXECUTORS[executor])
+    number = {id(run): i for i, run in enumerate(runs, 1)}
+    failures: list[str] = []
+    for stage in stages(runs):
+        todo = []
+        for run in stage:
+            prefix = f"[{number[id(run)]}/{len(runs)}] {run.name}"
+            if not force and is_done(out_dir, run):
+                _say(log, f"{prefix}: already done, and nothing it read changed since: skipped (--force to run again)")
+            else:
+                todo.append((prefix, run))
+        if not todo:
+            continue
+        # one submission per set of parameters: on Slurm, the runs of a notebook asking for the same go as one array
+        submitted = []
+        for params in _distinct(job_parameters(run, options or {}) for _, run in todo):
+            jobs_of.update_parameters(**params)
+            group = [(p, r) for p, r in todo if job_parameters(r, options or {}) == params]
+            with jobs_of.batch():
+                jobs = [jobs_of.submit(RunJob(run, out_dir, cwd, force)) for _, run in group]
+            submitted += list(zip(group, jobs))
+        for (prefix, _), job in submitted:
+            _say(log, f"{prefix}: submitted as job {job.job_id}, log {job.paths.stdout}")
+        started = time.time()
+        for (prefix, run), job in submitted:
+            error = _outcome(job, poll_s)
+            if error:
+                _say(log, f"{prefix}: FAILED (job {job.job_id})\n  {error}")
+                failures.append(error)
+            else:
+                _say(log, f"{prefix}: done (job {job.job_id}, {time.time() - started:.0f}s after submission) -> "
+                          f"{out_dir / (run.name + '.ipynb')}")
+        if failures and not keep_going:
+            break
+    if failures:
+        _say(log, f"\n{len(failures)} run(s) failed; results of the others are kept:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
+def _distinct(items) -> list[dict]:
+    seen: list[dict] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def _outcome(job, poll_s: float) -> str | None:
+    """The run's error message (None: it succeeded), once its job has ended."""
+    while not job.done():
+        time.sleep(poll_s)
+    try:
+        return job.result()
+    except Exception as exc:                                    # the job itself failed (killed, out of memory, ...)
+        text = str(exc).strip().splitlines()
+        return f"job {job.job_id} failed: {text[-1] if text else type(exc).__name__} (log: {job.paths.stderr})"
