@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from importlib import metadata
 from pathlib import Path
 
 #: the file the current run's reads are noted to (set by the runner for the kernel it starts)
@@ -33,6 +35,31 @@ READS_ENV = "SKINLIB_READS"
 WRITER_ENV = "SKINLIB_NOTEBOOK"
 
 KINDS = ("registry", "registry-experiment", "registry-run", "split", "dataset")
+
+#: the distributions whose versions a run's record keeps (those installed): what its numbers can depend on
+PACKAGES = ("torch", "timm", "numpy", "scipy", "scikit-learn", "imbalanced-learn", "scikit-image", "pandas",
+            "pillow", "open_clip_torch", "transformers", "grad-cam")
+#: the thread-pool sizes of the numeric libraries, as the environment set them
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def environment() -> dict:
+    """What a run's numbers depend on besides its parameters and data: torch's thread count (a neural network
+    trained with 1 and with 2 threads ends with other weights: float sums are added in another order), the cores,
+    the thread variables set, the numeric libraries' versions (:data:`PACKAGES`, those installed).
+
+    torch's thread count is read only where torch is already imported (a random-forest run does not load it).
+    """
+    torch = sys.modules.get("torch")
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"torch_threads": torch.get_num_threads() if torch is not None else None, "cores": os.cpu_count(),
+            "thread_variables": {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ},
+            "versions": versions}
 
 
 def writer() -> str:

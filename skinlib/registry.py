@@ -3,10 +3,12 @@
 ``results/<experiment>/<run>/`` holds ``params.json`` (resolved parameters), ``metrics.json``
 (per split), ``predictions.csv`` (per image: split, the bootstrap's group (its lesion, or patient), label, one
 probability column per class: every interval can be recomputed from it),
-``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv``, ``run.json`` (status, timing,
-versions, and the data it read: its dataset and split, :func:`skinlib.provenance.data_read`) and, for neural models, ``model.safetensors`` + ``model.json`` (weights and how to rebuild the model,
-see :func:`load_model`). A run is staged in a hidden folder and renamed into place when finished, so a folder under
-``results/`` is always complete; re-running replaces it whole. Hidden folders left by a process that
+``history.csv`` (per epoch), ``figures/*.png``, ``tables/*.csv``, ``run.json`` (status, timing, versions, the
+data it read: its dataset and split, :func:`skinlib.provenance.data_read`, and the environment: torch's thread
+count and the libraries' versions, :func:`skinlib.provenance.environment`) and, for neural models,
+``model.safetensors`` + ``model.json`` (weights and how to rebuild the model, see :func:`load_model`). A run is
+staged in a hidden folder and renamed into place when finished, so a folder under ``results/`` is always complete;
+re-running replaces it whole. Hidden folders left by a process that
 died are cleared by :func:`skinlib.leftovers.sweep` (``run_all.py`` runs it first); readers never list them.
 """
 
@@ -101,7 +103,7 @@ class RunRecorder:
         info = {"experiment": self.experiment, "run": self.run, "status": "ok",
                 "seconds": round(time.time() - self.started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "skinlib": __version__, "python": platform.python_version(), "notebook": provenance.writer(),
-                "data": provenance.data_read()}
+                "data": provenance.data_read(), "environment": provenance.environment()}
         paths.write_atomic(self.staging / "run.json", _json(info))
         old = None
         if self.folder.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import matplotlib
 import pandas as pd
@@ -98,3 +99,19 @@ def test_a_run_compared_with_what_its_study_reported():
     assert list(table.index) == ["this run (test)", "study A, reported"]
     assert list(table.columns) == ["balanced_accuracy", "accuracy", "f1_weighted"]    # study A gave no macro F1
     assert table.loc["study A, reported", "accuracy"] == 0.7614 and pd.isna(table.loc["study A, reported", "balanced_accuracy"])
+
+
+def test_run_records_threads_and_versions(tmp_path):
+    """The numbers of a neural run depend on torch's thread count and the libraries' versions: run.json keeps them."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        folder = write_run(tmp_path, "exp", "one-thread", 0.5).finish()
+    finally:
+        torch.set_num_threads(threads)
+    env = json.loads((folder / "run.json").read_text())["environment"]
+    assert env["torch_threads"] == 1 and env["cores"] == os.cpu_count()
+    assert env["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert {"numpy", "scikit-learn", "timm"} <= set(env["versions"])
