@@ -234,6 +234,33 @@ def candidate_runs(experiments: Sequence[str] | None = None, split_name: str | N
     return candidates
 
 
+def named_members(names: Sequence[str] | str, candidates: Sequence[str], parameter: str,
+                  count: int | None = None) -> list[str]:
+    """Runs 08 was asked to use by name (a study's pinned members or general model), checked against the candidates.
+
+    Args:
+        names: ``experiment/run`` names (one name alone is accepted too).
+        candidates: the candidate members (:attr:`Members.names`).
+        parameter: the notebook parameter that named them (for the error).
+        count: how many names are needed (None: any number, at least one).
+
+    Raises:
+        ValueError: a name that is no candidate (a run missing, on another split, grey-scale with ``rgb_only``, or
+            not a 7-class run), or the wrong number of names; the message lists the candidates.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in candidates]
+    if unknown or not names:
+        raise ValueError(f"{parameter}: {unknown or 'no run'} {'is' if len(unknown) == 1 else 'are'} not among the "
+                         f"candidate members on this split: {', '.join(candidates)} (runs as 'experiment/run'; run the "
+                         "notebook that records them first, or set the parameter to None to choose on validation)")
+    if count is not None and len(names) != count:
+        raise ValueError(f"{parameter} names {len(names)} run(s) where {count} are needed ({names})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{parameter} names a run twice: {names}")
+    return names
+
+
 def best_member(names: Sequence[str], val_score: Mapping[str, float]) -> str:
     """The member of `names` with the best validation score (the first of equals): the single model an ensemble
     of them is compared with."""

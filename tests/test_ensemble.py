@@ -227,3 +227,20 @@ def test_registry_runs_keeps_only_seven_class_runs_on_all_images(tmp_path):
         (tmp_path / "transfer" / "specialist" / name).write_text("{}")
     assert len(members.registry_specialists(tmp_path)) == 1
     assert members.registry_specialists(tmp_path, split_name="lesion-75-10-15-seed0").empty       # another split
+
+
+def test_members_and_the_general_model_are_taken_by_name():
+    """08 pins a study's members and general model by name (study E's trio, ResNet50 RGB aug); a name that is no
+    candidate, a wrong count or a repeat is refused, listing the candidates."""
+    candidates = ["transfer/E-resnet50-rgb-aug", "transfer/E-xception", "transfer/E-inception-resnet-v2",
+                  "transfer/E-vgg19"]
+    trio = ["transfer/E-resnet50-rgb-aug", "transfer/E-xception", "transfer/E-inception-resnet-v2"]
+    assert members.named_members(trio, candidates, "top_members", count=3) == trio
+    assert members.named_members("transfer/E-resnet50-rgb-aug", candidates, "general_run") == [trio[0]]
+    with pytest.raises(ValueError, match=r"top_members: \['transfer/E-resnet50-gray-aug'\] is not among the candidate "
+                                         r"members on this split: transfer/E-resnet50-rgb-aug, transfer/E-xception"):
+        members.named_members(["transfer/E-resnet50-gray-aug", *trio[1:]], candidates, "top_members", count=3)
+    with pytest.raises(ValueError, match="top_members names 2 run\\(s\\) where 3 are needed"):
+        members.named_members(trio[:2], candidates, "top_members", count=3)
+    with pytest.raises(ValueError, match="names a run twice"):
+        members.named_members([trio[0], trio[0], trio[1]], candidates, "top_members", count=3)
