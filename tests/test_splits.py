@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -178,3 +179,24 @@ def test_a_split_that_cannot_honour_its_ratios_says_so(capsys):
                      for k in range(40)])
     make_split(big, (0.75, 0.10, 0.15), seed=0)
     assert "not the" not in capsys.readouterr().out            # honoured: nothing said
+
+
+def test_the_image_level_split_gives_study_a_table_1_exactly():
+    """Study A's Table 1 (HAM10000 per image, 75 / 10 / 15 per class): train and val rounded down per class, the
+    rest to test, which gives its 7,508 / 998 / 1,509 (largest-remainder rounding gave 7,506 / 1,005 / 1,504)."""
+    table_1 = {"df": (86, 11, 18), "bkl": (824, 109, 166), "mel": (834, 111, 168), "vasc": (106, 14, 22),
+               "nv": (5028, 670, 1007), "akiec": (245, 32, 50), "bcc": (385, 51, 78)}
+    dx = np.concatenate([[c] * sum(counts) for c, counts in table_1.items()])
+    catalog = pd.DataFrame({"image_id": [f"ISIC_{i:07d}" for i in range(len(dx))], "dx": dx,
+                            "lesion_id": [f"HAM_{i // 2:07d}" for i in range(len(dx))], "patient_id": ""})
+    catalog["label"] = pd.Categorical(catalog["dx"]).codes
+    split = make_split(catalog, (0.75, 0.10, 0.15), seed=3, group_by="image")
+    counts = split_counts(catalog, split)
+    for c, expected in table_1.items():
+        assert tuple(counts.loc[c, ["train", "val", "test"]]) == expected, c
+    assert tuple(counts.loc["total", ["train", "val", "test"]]) == (7508, 998, 1509)
+    again = make_split(catalog, (0.75, 0.10, 0.15), seed=4, group_by="image")
+    assert (again["split"] != split["split"]).any()                       # which images: from the seed
+    official = make_split(catalog.assign(official_split=np.where(np.arange(len(dx)) % 10 == 0, "test", "train")),
+                          (0.75, 0.10, 0.15), seed=3, group_by="image")
+    assert (official["split"] != "").all() and set(official["split"]) == {"train", "val", "test"}

@@ -75,6 +75,15 @@ def _allocate(sizes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return out
 
 
+def _per_image(n: int, ratios: np.ndarray) -> np.ndarray:
+    """Split indices for `n` images of one class, split per image as study A did: each split's share rounded down,
+    the rest to the last split with a share (test; val when an official test set is the test split). This
+    reproduces study A's Table 1 exactly (7,508 / 998 / 1,509 images of HAM10000 at 75 / 10 / 15)."""
+    counts = np.floor(n * ratios + 1e-9).astype(int)
+    counts[np.flatnonzero(ratios > 0)[-1]] += n - counts.sum()
+    return np.repeat(np.arange(len(ratios)), counts)
+
+
 def make_split(
     catalog: pd.DataFrame,
     ratios: tuple[float, float, float] = (0.75, 0.10, 0.15),
@@ -90,7 +99,8 @@ def make_split(
         ratios: train, val, test fractions, summing to 1; study A uses 75/10/15, binary tasks 70/15/15.
         seed: the split is a function of the catalog and this seed only.
         group_by: ``auto`` (lesion, and patient where known), ``lesion``, ``patient``, or ``image`` (the
-            studies' leaky image-level split, kept for comparison).
+            studies' leaky image-level split, kept for comparison; its per-class counts are study A's: train and
+            val rounded down, the rest to test, see :func:`_per_image`).
         stratify: column whose proportions each split keeps (``label``, or a binary target such as ``malignant``).
         use_official_test: when the catalog holds the official ISIC 2018 test (and validation) sets, use them
             as test (and part of val), and split only the training images, into train and val.
@@ -125,7 +135,8 @@ def make_split(
         members = major.index[major == stratum].to_numpy()
         members = members[rng.permutation(len(members))]
         member_sizes = sizes.loc[members].to_numpy()
-        chosen = _allocate(member_sizes, ratios_arr * member_sizes.sum())
+        chosen = (_per_image(len(members), ratios_arr) if group_by == "image"
+                  else _allocate(member_sizes, ratios_arr * member_sizes.sum()))
         assignment.update({int(g): SPLITS[k] for g, k in zip(members, chosen)})
     split[idx] = [assignment[int(g)] for g in groups[idx]]
     note = ratio_note(split[idx], ratios_arr, len(major), len(set(major)))
