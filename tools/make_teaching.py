@@ -32,7 +32,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skinlib.run.notebook_format import strip  # noqa: E402
+from skinlib.run.notebook_format import CHECK_TAG, strip  # noqa: E402
 from skinlib.run.plan import find_notebooks  # noqa: E402
 
 TEACHING = ROOT / "teaching"
@@ -78,6 +78,13 @@ def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     resources: dict = {}
     for step in steps:
         nb, resources = (step(code_stub={"python": CODE_STUB}) if step is ClearSolutions else step()).preprocess(nb, resources)
+    for cell in nb.cells:          # nbval's reference outputs are the solutions' affair: a student's saved copy keeps none
+        cell.metadata.pop("keep_output", None)
+        tags = [t for t in cell.metadata.get("tags", []) if t != CHECK_TAG]
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
     return strip(nb)
 
 
