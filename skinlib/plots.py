@@ -97,7 +97,7 @@ def metadata_overview(catalog: pd.DataFrame, order: list[str]):
         sex = pd.crosstab(known["dx"], known["sex"], normalize="index").reindex(order)
         sex.plot.bar(stacked=True, ax=axes[1], width=0.8, color=sns.color_palette("Set2"))
         axes[1].set_title("sex by class (share)")
-        axes[1].legend(loc="lower right", fontsize=8)
+        axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)  # not on the bars
         axes[1].tick_params(axis="x", rotation=0)
     else:
         not_available(axes[1], "sex by class (share)")
