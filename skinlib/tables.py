@@ -57,7 +57,7 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
         table = table.to_frame(name=table.name if table.name is not None else "")
     if len(table) > pd.get_option("display.max_rows") or table.shape[1] > (pd.get_option("display.max_columns") or 10**6):
         return None
-    if not table.columns.is_unique:          # columns not addressable by name: one format for all
+    if not (table.columns.is_unique and table.index.is_unique):   # cells not addressable by name: one format for all
         return table.style.format(lambda v: _number(v, False), na_rep=MISSING).set_table_styles(STYLES).to_html()
     counts = {c for c in table.columns if _is_count(table[c])}
     formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
@@ -97,5 +97,13 @@ def show_tables() -> None:
     if shell is None:
         return
     formatter = shell.display_formatter.formatters["text/html"]
-    formatter.for_type(pd.DataFrame, html)
-    formatter.for_type(pd.Series, html)
+    formatter.for_type(pd.DataFrame, _html_or_pandas)
+    formatter.for_type(pd.Series, _html_or_pandas)
+
+
+def _html_or_pandas(table) -> str | None:
+    """:func:`html`, or pandas' own form (None) for a table it cannot style: showing a table never fails."""
+    try:
+        return html(table)
+    except Exception:  # noqa: BLE001 (a display formatter must not raise; pandas' form is shown instead)
+        return None

@@ -35,3 +35,8 @@ def test_repeated_column_names_and_a_multiindex():
     wide = pd.concat({"clip": pd.DataFrame({"auc": [0.5, math.nan]}), "blip": pd.DataFrame({"auc": [0.25, 0.75]})}, axis=1)
     html = tables.html(wide)
     assert "NaN" not in html and ">0.250<" in html
+
+
+def test_a_repeated_index_is_shown():
+    html = tables.html(pd.DataFrame({"auc": [0.5, math.nan], "run": ["a", "b"]}, index=["x", "x"]))
+    assert ">0.500<" in html and "NaN" not in html
