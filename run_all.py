@@ -30,12 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from skinlib import paths  # noqa: E402
+from skinlib import estimate, paths  # noqa: E402
 from skinlib.inputs import SMOKE_ENV  # noqa: E402
 from skinlib.run.plan import (ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke,  # noqa: E402
                               train_again)
 from skinlib.run.data import DataError, check_data, parse_data  # noqa: E402
-from skinlib.run.execute import why_pending  # noqa: E402
+from skinlib.run.execute import estimate_file, record_path, why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
 from skinlib.run.stopping import STOPPED_STATUS  # noqa: E402
 
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", metavar="IDS",
                         help="GPUs the runs may use, e.g. 0,2 (as CUDA_VISIBLE_DEVICES takes them): runs executed side "
                              "by side (--jobs) get one each; default: every GPU visible")
+    parser.add_argument("--estimate", type=int, nargs="?", const=5, metavar="STEPS",
+                        help="what each run will cost on this machine: every run executes with STEPS training steps "
+                             "timed per fit (default 5, after one warm-up step), in a workspace of its own; prints "
+                             "each run's projected time and peak memory and the total")
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"),
                         help="local: execute here (default); slurm: submit each run as a Slurm job through submitit "
                              "(pip install -e '.[cluster]'); submitit-local: the same jobs as local processes")
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[paths.WORKSPACE_ENV] = str(paths.workspace() / "smoke")
         os.environ[SMOKE_ENV] = str(SMOKE_PER_CLASS)
         runs = smoke(runs)
+    if args.estimate:
+        # its own workspace too: the runs execute with a few training steps per fit and record nothing real
+        os.environ[paths.WORKSPACE_ENV] = str(paths.workspace() / "estimate")
+        os.environ[estimate.STEPS_ENV] = str(args.estimate)
     out_dir = paths.outputs_dir() / outputs_name(args.profile)     # never the profile's own folder
     if args.list:
         for run in runs:
@@ -135,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keep going without them: {data.missing_message(keep_going=True)}", flush=True)
     runs = [run for run in runs if run.name not in skipped]
     if args.executor == "local":
-        status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
+        status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force or args.estimate is not None, keep_going=args.keep_going,
                          progress=not args.no_progress, wait=args.wait,
                          after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
     else:
@@ -148,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    if args.estimate is not None:
+        print_estimate(runs, out_dir)
+        return status
     report = next((run for run in runs if run.notebook.stem == REPORT_NOTEBOOK), None)
     if report is not None and status != STOPPED_STATUS:
         why = why_pending(out_dir, report)     # never export a report older than what it reads
@@ -162,6 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nskipped, their dataset not given:\n{data.missing_message(keep_going=True)}", flush=True)
         return status or 1
     return status
+
+
+def print_estimate(runs: list[Run], out_dir: Path) -> None:
+    """The table of ``--estimate``: each run's projected time (its measured time less the few steps it trained,
+    plus its fits' projections) and peak memory, from the runs' records and estimate files."""
+    import json
+
+    rows = []
+    for run in runs:
+        try:
+            seconds = float(json.loads(record_path(out_dir, run).read_text()).get("seconds", 0.0))
+        except (OSError, ValueError):
+            continue                                                # not executed (a failure before it)
+        rows.append((run.name, estimate.projection(estimate_file(out_dir, run), seconds)))
+    print("\nestimate on this machine (training: every epoch, no early stop; the rest as measured):", flush=True)
+    print(estimate.table(rows), flush=True)
 
 
 def drop_checkpoints(run: Run) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import distributed, parameters
+from . import distributed, estimate, parameters
 from .checkpoints import KEEP_CHECKPOINTS, atomic_save, checkpoint_for, prune, run_identity
 from .data.batches import Batches
 from .parameters import OPTIMIZERS, SCHEDULERS  # noqa: F401  (the names allowed, kept importable here)
@@ -305,14 +305,18 @@ def fit(
 
     started = time.time()
     stopped = False
+    budget = estimate.steps()                 # run_all.py --estimate: time a few steps, validate once, note, stop
+    if budget is not None:
+        start = 0
     for epoch in range(start, config.max_epochs):
         t0 = time.time()
         torch.manual_seed(config.seed * 1_000_003 + epoch)          # augmentation and dropout of this epoch
         train.set_epoch(epoch)
         train_mode(model)
         preprocess_train.train()
-        total, seen, correct = 0.0, 0, 0
+        total, seen, correct, step_seconds = 0.0, 0, 0, []
         for images, labels in train:
+            t_step = time.time()
             x = _prepare(preprocess_train, images, device, config.channels_last)
             with _autocast(device, config.amp):
                 logits = step(x)
@@ -326,8 +330,13 @@ def fit(
             with torch.no_grad():
                 pred = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
                 correct += int((pred == labels.long()).sum())
+            step_seconds.append(time.time() - t_step)                 # float(loss) above waited for the step
+            if budget is not None and len(step_seconds) > budget:     # one warm-up step, then `budget` timed
+                break
         total, seen, correct = distributed.total(total, seen, correct)      # every rank's share (one rank: as is)
+        t_val = time.time()
         proba = predict(model, val, preprocess_eval, amp=config.amp)
+        val_seconds = time.time() - t_val
         y_val = val.labels.numpy()
         scores = evaluate(y_val, proba)
         with torch.no_grad():
@@ -355,6 +364,11 @@ def fit(
         print(f"epoch {epoch + 1:>3}/{config.max_epochs}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
               f"val loss {scores['loss']:.3f} {config.monitor} {score:.3f}  lr {lr:.2g}  {row['seconds']:.1f}s"
               + ("  *best" if improved else ""), file=log, flush=True)
+        if budget is not None:
+            timed = step_seconds[1:] or step_seconds
+            estimate.note(sum(timed) / len(timed), len(train), val_seconds, config.max_epochs, time.time() - started,
+                          estimate.peak_memory_gb(device))
+            break
         stopped = config.patience > 0 and bad_epochs >= config.patience
         if ckpt_path is not None and rank == 0:
             atomic_save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),

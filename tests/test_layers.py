@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "skinlib"
 #: module (or package prefix) -> layer; a module may import its own layer and those below
 LAYERS: dict[str, int] = {
     "skinlib": 0, "skinlib.paths": 0, "skinlib.data.labels": 0, "skinlib.parameters": 0, "skinlib.leftovers": 0,
-    "skinlib.notebook": 0, "skinlib.provenance": 0, "skinlib.lazy": 0,
+    "skinlib.notebook": 0, "skinlib.provenance": 0, "skinlib.lazy": 0, "skinlib.estimate": 0,
     "skinlib.tables": 0,
     "skinlib.data": 1, "skinlib.metrics": 1, "skinlib.features": 1, "skinlib.eda": 1,
     "skinlib.models": 2,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from .. import provenance
+from .. import estimate, provenance
 from ..notebook import RESUME_TAG
 from ..paths import NOTICES_ENV, owner, write_atomic
 from . import forked_kernels
@@ -260,6 +260,11 @@ def execute(run: Run, out_dir: Path, cwd: Path, progress: bool = True, log=sys.s
         raise Stopped(run.name, notices.resume) from None
 
 
+def estimate_file(out_dir: Path, run: Run) -> Path:
+    """Where the fits of `run` note their estimates (``run_all.py --estimate``, :mod:`skinlib.estimate`)."""
+    return out_dir / f"{run.name}.estimate.jsonl"
+
+
 def _notices_path(out_dir: Path, run: Run) -> Path:
     return out_dir / f".{run.name}.notices.tmp-{owner()}"
 
@@ -277,8 +282,12 @@ def _execute(run: Run, out_dir: Path, cwd: Path, progress: bool, worker: bool = 
     _write_record(out_dir, run, "running", 0.0, started=started, ident=ident)
     reads = out_dir / f".{run.name}.reads.tmp-{owner()}"
     reads.unlink(missing_ok=True)
-    previous = {var: os.environ.get(var) for var in (provenance.READS_ENV, provenance.WRITER_ENV, SESSION_ENV)}
+    previous = {var: os.environ.get(var) for var in (provenance.READS_ENV, provenance.WRITER_ENV, SESSION_ENV,
+                                                     estimate.FILE_ENV)}
     os.environ.update({provenance.READS_ENV: str(reads), provenance.WRITER_ENV: run.notebook.stem})  # the kernel's
+    if estimate.steps() is not None:                            # run_all.py --estimate: the fits note their cost
+        estimate_file(out_dir, run).unlink(missing_ok=True)
+        os.environ[estimate.FILE_ENV] = str(estimate_file(out_dir, run))
     os.environ.pop(SESSION_ENV, None)          # run_all.py started from a notebook: its kernels are not that notebook
     try:
         with stop_kills_kernel(worker):
