@@ -11,7 +11,7 @@ DATA   ?=
 # (PYTHONDONTWRITEBYTECODE set), every process would compile again: pip compiles there.
 PIP_COMPILE := $(if $(PYTHONDONTWRITEBYTECODE),,--no-compile)
 
-.PHONY: study test lab student validate teaching bench env clean
+.PHONY: study test lab student validate teaching bench env clean gpu-check
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "skinlib needs Python 3.10 or newer, this is " + sys.version.split()[0]'
@@ -58,6 +58,11 @@ teaching: $(STAMP)                               ## students' copies and the nbg
 
 bench: $(STAMP)                                  ## speed of the data pipeline (full-size synthetic data)
 	$(BIN)/python benchmarks/data_pipeline.py $(ARGS)
+
+gpu-check: $(STAMP)                              ## on a GPU machine: the full profile's smoke run on CUDA, then training throughput
+	@$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "make gpu-check: no CUDA GPU on this machine")'
+	$(BIN)/python run_all.py --profile full --smoke --set pretrained=false --no-progress
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:                                           ## remove the environment and the workspace (data, caches, results)
 	rm -rf $(VENV) workspace
