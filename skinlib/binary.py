@@ -129,6 +129,56 @@ def undersample(part: pd.DataFrame, seed: int = 0, target: str = TARGET) -> pd.D
     return pd.concat(kept).sort_index()
 
 
+#: Where a binary task is evaluated: the natural distribution (every val and test image), or study D's balanced
+#: subset (val and test undersampled to equal classes too, as its first experiments).
+EVALUATIONS: tuple[str, ...] = ("natural", "balanced")
+
+
+def evaluation_parts(parts: dict[str, pd.DataFrame], evaluate_on: str = "natural", per_class: int | None = None, *,
+                     ratios: Sequence[float] = (0.70, 0.15, 0.15), seed: int = 0,
+                     target: str = TARGET) -> dict[str, pd.DataFrame]:
+    """The train / val / test tables a run uses: unchanged (``natural``), or study D's balanced subset
+    (``balanced``): every split undersampled to equal classes, drawn at random within the split, so the task's
+    split (grouped by lesion and patient) still holds and no image changes split.
+
+    Args:
+        parts: train / val / test tables of the task's split.
+        evaluate_on: ``natural`` or ``balanced`` (:data:`EVALUATIONS`).
+        per_class: ``balanced``: images per class in the whole subset (study D: 5000, then 10000), shared among
+            the splits by `ratios` (train ``round(per_class * ratios[0])`` per class, ...); None: every image of
+            each split's smaller class.
+        ratios: the split's train, val, test fractions.
+        seed: seed of the draw.
+        target: the class column.
+
+    Raises:
+        ValueError: an unknown `evaluate_on`; `per_class` with ``natural``; or a split with fewer images of a class
+            than its share (naming the split, the class and the counts).
+    """
+    if evaluate_on not in EVALUATIONS:
+        raise ValueError(f"unknown evaluate_on {evaluate_on!r}; choose one of {', '.join(EVALUATIONS)}")
+    if evaluate_on == "natural":
+        if per_class is not None:
+            raise ValueError(f"balanced_subset = {per_class} draws study D's balanced subset, which evaluate_on = "
+                             "'natural' does not use: set evaluate_on = 'balanced', or balanced_subset = None")
+        return dict(parts)
+    out = {}
+    for i, (name, part) in enumerate(parts.items()):
+        counts = part[target].value_counts()
+        want = int(counts.min()) if per_class is None else int(round(per_class * ratios[i]))
+        short = {int(c): int(n) for c, n in counts.items() if n < want}
+        if short or len(counts) < 2:
+            raise ValueError(f"the {name} split has {', '.join(f'{n} images of class {c}' for c, n in short.items()) or 'one class only'}, "
+                             f"fewer than the {want} per class that a balanced subset of {per_class} images per class "
+                             f"gives it (ratios {list(ratios)}): lower balanced_subset, or None for every image of the "
+                             "smaller class")
+        rng = np.random.default_rng([seed, i])
+        kept = [group.iloc[np.sort(rng.choice(len(group), want, replace=False))]
+                for _, group in part.groupby(target, sort=True)]
+        out[name] = pd.concat(kept).sort_index()
+    return out
+
+
 def balanced_weights(labels) -> np.ndarray:
     """Per-image sampling weights giving each class the same expected share (from the train split's labels; any
     number of classes)."""
@@ -181,16 +231,16 @@ def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0, ta
 
 
 def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, freeze_fraction: float = 0.0,
-                  image_size: int | None = None, num_classes: int = 1) -> tuple[str, dict]:
+                  image_size: int | None = None, num_classes: int = 1, head: str | None = None) -> tuple[str, dict]:
     """The registry factory (:data:`skinlib.models.factories.FACTORIES`) and its plain keyword arguments for a network of
     `kind`; :func:`make_model` builds from them and the run records them, so the model can be rebuilt.
 
     Args:
-        kind, n_features, backbone, freeze_fraction, image_size, num_classes: as for :func:`make_model`.
+        kind, n_features, backbone, freeze_fraction, image_size, num_classes, head: as for :func:`make_model`.
     """
-    from .models.factories import is_clip
+    from .models.factories import SMALL_CNN, is_clip
 
-    sized = backbone.startswith("vit") or "dino" in backbone or is_clip(backbone)
+    sized = backbone.startswith("vit") or "dino" in backbone or is_clip(backbone) or backbone == SMALL_CNN
     image = dict(freeze_fraction=freeze_fraction, image_size=image_size if sized else None)
     if num_classes != 1:
         image["num_classes"] = num_classes
@@ -199,7 +249,8 @@ def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, fr
             raise ValueError("the metadata MLP has one logit; num_classes > 1 takes an image or fusion model")
         return "metadata_mlp", {"n_features": n_features}
     if kind == "image":
-        return "image_model", {"backbone": backbone, **image, **({"head": "mlp"} if is_clip(backbone) else {})}
+        head = head or ("mlp" if is_clip(backbone) else "linear")
+        return "image_model", {"backbone": backbone, **image, **({"head": head} if head != "linear" else {})}
     if kind == "fusion":
         return "fusion", {"backbone": backbone, "n_features": n_features, **image}
     raise ValueError(f"no network for model kind {kind!r}; networks: mlp, image, fusion (logreg is scikit-learn)")
@@ -207,7 +258,7 @@ def model_factory(kind: str, n_features: int, backbone: str = "small_cnn", *, fr
 
 def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretrained: bool = False,
                weights_dir: str | None = None, freeze_fraction: float = 0.0, image_size: int | None = None,
-               num_classes: int = 1, seed: int = 0):
+               num_classes: int = 1, head: str | None = None, seed: int = 0):
     """A network of `kind` (``mlp``, ``image`` or ``fusion``) with one logit (or `num_classes` outputs), initialised
     from `seed` alone (not from whatever ran before it, so a rerun that resumes earlier runs builds the same network).
 
@@ -218,6 +269,9 @@ def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretr
         backbone, pretrained, weights_dir, freeze_fraction, image_size: the image branch (see
             :func:`skinlib.models.image_encoder`; ``clip-ViT-B-32``, ``clip-tiny``: CLIP's image tower).
         num_classes: outputs: 1 (one logit, BCE) or more (softmax cross-entropy, e.g. the malignant subtypes).
+        head: the image model's head: ``linear``, or ``mlp`` (features -> dense ReLU -> outputs: study D's head on
+            MobileNetV2's pooled features, study B's on CLIP's); None: ``mlp`` for CLIP's tower, else ``linear``.
+            The fusion model has its own head.
         seed: seed of the initial weights.
     """
     import torch
@@ -226,7 +280,7 @@ def make_model(kind: str, n_features: int, backbone: str = "small_cnn", *, pretr
 
     torch.manual_seed(seed)
     factory, kwargs = model_factory(kind, n_features, backbone, freeze_fraction=freeze_fraction, image_size=image_size,
-                                    num_classes=num_classes)
+                                    num_classes=num_classes, head=head)
     if kind != "mlp":
         kwargs.update(pretrained=pretrained, weights_dir=weights_dir)
     return registered(factory)(**kwargs)
@@ -304,6 +358,7 @@ class ImageBranch:
     image_size: int | None = None
     augment: str = "none"                 #: the train split's augmentation (:func:`skinlib.data.transforms.augmentation`)
     resample: str = "bilinear"            #: how the image cache was resized (recorded in the model's spec)
+    head: str | None = None               #: the image model's head (see :func:`make_model`)
 
 
 @dataclass
@@ -365,7 +420,7 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
             else:
                 model = make_model(kind, n_features, branch.backbone, pretrained=branch.pretrained,
                                    weights_dir=branch.weights_dir, freeze_fraction=branch.freeze_fraction,
-                                   image_size=branch.image_size, seed=seed)
+                                   image_size=branch.image_size, head=branch.head, seed=seed)
                 mean, std = normalization(model, kind, branch.backbone, branch.pretrained, cache,
                                           parts["train"]["image_id"])
                 preprocess = (Preprocess(mean, std, augmentation(branch.augment)), Preprocess(mean, std))
@@ -376,7 +431,8 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
                     checkpoint_dir=paths.workspace() / "checkpoints" / "binary" / name)
                 fitted.history, fitted.best_epoch = result.history, result.best_epoch
                 factory, kwargs = model_factory(kind, n_features, branch.backbone,
-                                                freeze_fraction=branch.freeze_fraction, image_size=branch.image_size)
+                                                freeze_fraction=branch.freeze_fraction, image_size=branch.image_size,
+                                                head=branch.head)
                 fitted.saved = dict(model=model, spec=ModelSpec(factory, kwargs, mean, std, branch.image_size,
                                                                 classes=[spec.negative, spec.positive],
                                                                 resample=branch.resample))

@@ -48,6 +48,20 @@ def smoke_subset(table: pd.DataFrame, per_class: int | None = None, by: str | li
     return subset
 
 
+def unless_smoke(value: Any, name: str) -> Any:
+    """`value`, or None in a smoke run (saying so in one line): for a size that a smoke run's few images per class
+    cannot hold, such as 07's ``balanced_subset`` (a smoke run then takes every image of the smaller class).
+
+    Args:
+        value: the parameter's value.
+        name: the parameter's name (in the line printed).
+    """
+    if value is None or not os.environ.get(SMOKE_ENV, "").strip():
+        return value
+    print(f"SMOKE RUN: {name} = {value!r} not applied (a smoke run keeps a few images per class): None instead")
+    return None
+
+
 def split_catalog(data_dir=None, layout=None, split_name: str = DEFAULT_SPLIT, *, seed: int = 0,
                   allow_missing: bool = False, localization: str | None = None) -> pd.DataFrame:
     """The catalog with a ``split`` column from the split saved by notebook 02 (checked against this catalog).

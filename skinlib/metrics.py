@@ -306,7 +306,8 @@ def bootstrap_ci(
 
 
 def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
-    """ROC-AUC, average precision, and accuracy, sensitivity, specificity, precision, F1 at `threshold`."""
+    """ROC-AUC, average precision, and accuracy, sensitivity, specificity, precision, F1 and the confusion counts
+    (``tp``, ``fn``, ``fp``, ``tn``) at `threshold`."""
     y_true = np.asarray(y_true).astype(int)
     p = np.asarray(p_positive, dtype=float)
     y_pred = (p >= threshold).astype(int)
@@ -324,6 +325,7 @@ def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold
         "ece": expected_calibration_error(y_true, p),
         "threshold": float(threshold),
         "n": len(y_true),
+        "tp": int(tp), "fn": int(fn), "fp": int(fp), "tn": int(tn),
     }
 
 

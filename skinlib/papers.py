@@ -3,6 +3,8 @@ our lesion-grouped protocol should match. See docs/studies.md."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import pandas as pd
 
 def _transfer(backbone: str, head: str, grayscale: bool = False, augment: str | tuple = ("study_e", "study_a")) -> dict:
@@ -173,13 +175,59 @@ def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.Data
     return pd.DataFrame(rows)
 
 
-#: Binary tasks: study B's validation numbers (melanoma vs rest); study D reports AUCs near 0.5 and is a list of
-#: experiments rather than numbers to match.
+def _study_d(figure: str, model: str, variant: str, match: dict, ours: Sequence[str] = ("auc",), **numbers) -> dict:
+    """One row of study D: a figure (or our addition, ``ours``) with the numbers its text gives, and the runs that
+    stand beside it (07's parameters; every run of the ``isic_archive`` task)."""
+    return {"study": "D", "task": "isic_archive", "figure": figure, "model": model, "variant": variant, "split": "test",
+            **numbers, "ours": list(ours), "match": {"experiment": "binary", "task": "isic_archive", **match}}
+
+
+_MOBILENET = {"model": "image", "backbone": "mobilenetv2"}
+_NATURAL_TEST = {"evaluate_on": "natural", "regime": "undersampled"}
+#: Study D, one row per figure (its Figs. 1-18; a figure's ROC curve and confusion matrix share a row): the AUCs and
+#: confusion-matrix counts (true positives ``tp``, false negatives ``fn``, false positives ``fp``; ours at 0.5, as
+#: a sigmoid output's default) its text gives, nothing read off a plot; rows ``ours`` are our additions beside them.
+#: The paper's counts come from test sets of its own size, so compare rates, not counts.
+STUDY_D: list[dict] = [
+    _study_d("1", "metadata logistic regression (age, sex, size)", "precision-recall curve", {"model": "logreg"},
+             ours=("average_precision", "auc")),
+    _study_d("2", "metadata MLP (two dense ReLU layers, dropout)", "natural test", {"model": "mlp"}),
+    _study_d("3", "small CNN (conv, max-pool, flatten, dense)", "balanced train and test",
+             {"model": "image", "backbone": "small_cnn", "evaluate_on": "balanced"}),
+    _study_d("4-6", "MobileNetV2, GAP + dense ReLU head", "balanced train and test, 5000 / 5000",
+             {**_MOBILENET, "evaluate_on": "balanced", "balanced_subset": 5000, "augment": "none"},
+             ours=("auc", "tp", "fn", "fp", "val_accuracy"), auc=0.4935, fp=38447, fn=330, val_accuracy=0.8455),
+    _study_d("7", "MobileNetV2, GAP + dense ReLU head", "balanced train and test, 10000 per class",
+             {**_MOBILENET, "evaluate_on": "balanced", "balanced_subset": 10000, "augment": "none"}),
+    _study_d("8-9", "MobileNetV2, GAP + dense ReLU head", "balanced (undersampled) train, natural test",
+             {**_MOBILENET, **_NATURAL_TEST, "augment": "none", "freeze_fraction": 0.0},
+             ours=("auc", "tp", "fn", "fp"), auc=0.4985, tp=1276, fn=550, fp=32809),
+    _study_d("10-11", "MobileNetV2, GAP + dense ReLU head", "augmented balanced train, natural test",
+             {**_MOBILENET, **_NATURAL_TEST, "augment": "study_e", "freeze_fraction": 0.0},
+             ours=("auc", "tp"), auc=0.5034, tp=1020),
+    _study_d("12-13", "MobileNetV2, base frozen", "augmented balanced train, natural test",
+             {**_MOBILENET, **_NATURAL_TEST, "augment": "study_e", "freeze_fraction": 1.0}, auc=0.5052),
+    _study_d("14", "ResNet-50, top layers fine-tuned", "balanced train, natural test",
+             {"model": "image", "backbone": "resnet50", **_NATURAL_TEST, "freeze_fraction": 0.81},
+             ours=("auc", "tp", "fn"), tp=1643, fn=183),
+    _study_d("15-16", "MobileNetV2 + metadata (concatenated after pooling)", "balanced train, natural test",
+             {"model": "fusion", "backbone": "mobilenetv2", **_NATURAL_TEST},
+             ours=("auc", "tp", "fn"), auc=0.4699, fn=1423, tp=403),
+    _study_d("17", "multiclass: benign + 4 malignant subtypes, base frozen", "confusion matrix",
+             {"model": "benign-subtypes", "freeze_fraction": 1.0}, ours=("balanced_accuracy", "f1_macro")),
+    _study_d("18", "multiclass: benign + 4 malignant subtypes, base fine-tuned", "confusion matrix",
+             {"model": "benign-subtypes", "freeze_fraction": 0.0}, ours=("balanced_accuracy", "f1_macro")),
+    _study_d("ours", "MobileNetV2, weighted sampler instead of undersampling", "balanced train, natural test",
+             {**_MOBILENET, "evaluate_on": "natural", "regime": "balanced"}),
+    _study_d("ours", "ResNet-50, fully fine-tuned", "balanced train, natural test",
+             {"model": "image", "backbone": "resnet50", **_NATURAL_TEST, "freeze_fraction": 0.0}),
+    _study_d("ours", "multiclass among the 4 malignant subtypes only", "confusion matrix",
+             {"model": "subtypes"}, ours=("balanced_accuracy", "f1_macro")),
+]
+
+#: Binary tasks: study B's validation numbers (melanoma vs rest) and study D's figures (:data:`STUDY_D`).
 REPORTED_BINARY: list[dict] = [
-    {"study": "D", "task": "isic_archive", "model": "every model of study D (metadata, image, fusion; the subtype model: "
-     "macro F1 among the malignant subtypes)", "split": "test",
-     "note": "study D's AUCs were near 0.5, its subtype model a confusion matrix: no number to match",
-     "ours": ["auc", "average_precision", "f1_macro"], "match": {"experiment": "binary", "task": "isic_archive"}},
+    *STUDY_D,
     {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan"),
      "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": "resnet18"}},
     {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441,

@@ -156,7 +156,11 @@ KNOBS: dict[str, Rule] = {
 
 
 #: notebook number (e.g. ``"06"``) -> rules that replace or add to :data:`KNOBS` for that notebook only.
-NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {}
+NOTEBOOK_KNOBS: dict[str, dict[str, Rule]] = {
+    # 07: study D's evaluation on a balanced subset, early stopping on validation loss, the multiclass tasks
+    "07": {"evaluate_on": one_of("natural", "balanced"), "balanced_subset": optional(integer(2)),
+           "monitor": one_of("auc", "loss"), "subtypes": one_of("none", "malignant", "with_benign", "both")},
+}
 
 
 def rules(notebook: str | None = None) -> dict[str, Rule]:

@@ -29,7 +29,8 @@ STUDIES: dict[str, str] = {
     "D": "ISIC archive benign vs malignant with patient metadata (AUC)",
     "E": "HAM10000 transfer learning, ensembles, mix-model (accuracy, macro F1)",
 }
-PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "sensitivity", "auc", "average_precision")
+PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "sensitivity", "auc", "average_precision",
+                 "val_accuracy", "tp", "fn", "fp")
 #: Every number the studies reported: 7-class models, binary tasks, ensembles.
 ALL_REPORTED: list[dict] = [*REPORTED, *REPORTED_BINARY, *REPORTED_ENSEMBLES]
 
@@ -40,8 +41,9 @@ def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
 
 
 def reported_counts() -> dict[str, int]:
-    """How many numbers (model and variant rows) each study reported, from :mod:`skinlib.papers`."""
-    rows = ALL_REPORTED
+    """How many model and variant rows with a number each study reported, from :mod:`skinlib.papers` (study D's
+    figures without a number in its text, and our additions beside them, not counted)."""
+    rows = [r for r in ALL_REPORTED if any(r.get(m) is not None and not _isnan(r.get(m)) for m in PAPER_METRICS)]
     return {study: sum(r["study"] == study for r in rows) for study in STUDIES}
 
 
@@ -70,12 +72,13 @@ def _headline(run, metrics_json: dict, task: str) -> tuple[float, float, float]:
     return metrics_json.get("test", {}).get("balanced_accuracy", math.nan), low, high
 
 
-def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
+def runs_table(root: Path | None = None, split: str = "test", experiment: str | None = None) -> pd.DataFrame:
     """One row per finished run: experiment, family, run, its parameters, `split` metrics, and the 95% bootstrap
     interval of the test balanced accuracy (``ba_low``, ``ba_high``) where the run recorded one; its ``task``
     (:func:`task_of`) and ``chance``, and the ``headline`` balanced accuracy the forest plot shows with its interval
-    (``headline_low``, ``headline_high``: a binary run's at its validation-chosen threshold)."""
-    table = gather(root=root, split=split)
+    (``headline_low``, ``headline_high``: a binary run's at its validation-chosen threshold), and the validation
+    accuracy; `experiment`: that experiment's runs only."""
+    table = gather(experiment, root=root, split=split)
     if table.empty:
         return table
     table = table[table["experiment"] != SPLIT_COST]           # measurements, not models (see split_cost)
@@ -90,7 +93,8 @@ def runs_table(root: Path | None = None, split: str = "test") -> pd.DataFrame:
         headline = dict(zip(("headline", "headline_low", "headline_high"), _headline(run, run.metrics, task)))
         rows.append({**row.to_dict(), "family": FAMILIES.get(row["experiment"], row["experiment"]),
                      "ba_low": low, "ba_high": high, "val_balanced_accuracy": val.get("balanced_accuracy", math.nan),
-                     "task": task, "chance": chance, **headline, "params": run.params,
+                     "task": task, "chance": chance, **headline, "val_accuracy": val.get("accuracy", math.nan),
+                     "params": run.params,
                      "data": run.info.get("data") or {}})
     return pd.DataFrame(rows)
 
@@ -179,22 +183,28 @@ def split_of(params: dict | None, data: dict | None = None) -> str:
             "image": "image-level (lesions leak)"}.get(kind, name)
 
 
-def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED) -> pd.DataFrame:
+def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED,
+                matched_only: bool = False) -> pd.DataFrame:
     """Each number `study` reported beside our run(s) of the same model and variant, on the same metric, with our
     balanced accuracy and its 95% interval as the headline; a binary run's thresholded numbers (sensitivity,
     precision, accuracy, ...) and balanced accuracy are at the threshold it chose on validation (Youden's J, shown),
-    not at 0.5. A paper row without a run says "not run". Each run
+    not at 0.5 (study D's confusion counts ``tp``, ``fn``, ``fp``: at 0.5, a sigmoid's default, as the paper's). Study
+    D: one row per figure, with the paper's figure number; rows ``ours`` are our additions. A paper row without a
+    run says "not run" (`matched_only`: is left out). Each run
     shows its split (:func:`split_of`); a run on the studies' image-level split comes after the grouped ones, since
     its number is inflated by lesions in both train and test."""
     rows = []
     for paper in (r for r in reported if r["study"] == study):
         metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
-        ours_cols = metric_cols or list(paper.get("ours", []))
+        ours_cols = [*metric_cols, *(m for m in paper.get("ours", []) if m not in metric_cols)]
         matched = runs[runs.apply(lambda r: _matches(paper, r), axis=1)] if len(runs) else runs
-        base = {"model": paper["model"], "variant": paper.get("variant") or paper.get("split", ""),
+        base = {**({"figure": paper["figure"]} if paper.get("figure") else {}),
+                "model": paper["model"], "variant": paper.get("variant") or paper.get("split", ""),
                 **({"paper": paper["note"]} if paper.get("note") else {}),
                 **{f"paper {m}": paper[m] for m in metric_cols}}
         if matched is None or matched.empty:
+            if matched_only:
+                continue
             rows.append({**base, "our run": f"not run: {paper.get('needs', 'needs the full profile')}"})
             continue
         order = matched.apply(lambda r: split_of(r.get("params"), r.get("data")).startswith("image-level"), axis=1)
@@ -214,7 +224,7 @@ def _grouped(table: pd.DataFrame) -> pd.DataFrame:
         for group, prefix in enumerate(("paper ", "ours ")):
             if column.startswith(prefix) and column[len(prefix):] in PAPER_METRICS:
                 return (2 * group + 1, PAPER_METRICS.index(column[len(prefix):]))
-        return (0, 0) if column in ("model", "variant", "paper") else (2, 0) if column.startswith("our") \
+        return (0, 0) if column in ("figure", "model", "variant", "paper") else (2, 0) if column.startswith("our") \
             or column.startswith("balanced accuracy") else (4, 0)
     return table[sorted(table.columns, key=rank)]
 

@@ -1,5 +1,7 @@
 """Study D's multiclass task: the malignant images of a binary split labelled by subtype (basal cell carcinoma,
-melanoma, melanoma metastasis, squamous cell carcinoma), read from the archive's most specific diagnosis column.
+melanoma, melanoma metastasis, squamous cell carcinoma), read from the archive's most specific diagnosis column;
+as the paper's matrices, with the benign images as one more class (``with_benign``), or among the malignant ones only
+(``malignant``, ours).
 """
 
 from __future__ import annotations
@@ -33,17 +35,39 @@ def malignant_subtypes(table: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(table.get(TARGET, table.get("malignant", 1)) == 1, out, ""), index=table.index)
 
 
+#: The class code of the benign images in the multiclass task with benign as a class (the paper's Figs. 17 and 18).
+BENIGN = "benign"
+#: 07's ``subtypes``: which multiclass tasks to train -> the variants (``with_benign`` as a flag).
+SUBTYPE_CHOICES: dict[str, tuple[bool, ...]] = {"none": (), "malignant": (False,), "with_benign": (True,),
+                                                "both": (False, True)}
+
+
+def variants(choice: str) -> tuple[bool, ...]:
+    """The multiclass tasks 07's ``subtypes`` asks for, each as its ``with_benign`` flag (ValueError naming the
+    choices otherwise)."""
+    if choice not in SUBTYPE_CHOICES:
+        raise ValueError(f"unknown subtypes {choice!r}; choose one of {', '.join(SUBTYPE_CHOICES)}")
+    return SUBTYPE_CHOICES[choice]
+
+
+def kind(with_benign: bool) -> str:
+    """The model kind of a multiclass task in run names and the registry: ``subtypes`` (the malignant subtypes) or
+    ``benign-subtypes`` (benign as a class too)."""
+    return "benign-subtypes" if with_benign else "subtypes"
+
+
 class SubtypesUnavailable(ValueError):
     """Study D's multiclass task cannot be made from this data (the message says why, in one line)."""
 
 
-def subtype_table(table: pd.DataFrame) -> pd.DataFrame:
+def subtype_table(table: pd.DataFrame, with_benign: bool = False) -> pd.DataFrame:
     """Study D's multiclass task: the malignant rows of a split table (``split`` and ``target`` columns) whose
     subtype is known, each keeping its split (the binary split restricted: no image changes split, so the split
     stays grouped by lesion and patient), with ``subtype`` (a code of :data:`SUBTYPES`) and ``label`` (its index
     among the classes). The classes are the subtypes with train images; val and test images of another subtype
-    are left out (a model cannot predict a class it never saw). ``attrs["classes"]`` lists the class codes,
-    ``attrs["left_out"]`` counts the malignant images left out and why.
+    are left out (a model cannot predict a class it never saw). With `with_benign` every benign image is kept too,
+    as the first class, :data:`BENIGN` (the paper's five-class matrices). ``attrs["classes"]`` lists the class
+    codes, ``attrs["left_out"]`` counts the malignant images left out and why.
 
     Raises:
         SubtypesUnavailable: when the export has no diagnosis column more specific than benign / malignant, or
@@ -65,6 +89,10 @@ def subtype_table(table: pd.DataFrame) -> pd.DataFrame:
             "a classifier among the subtypes needs at least 2")
     subtype = names.map(code_of)
     keep = known & subtype.isin(classes)
+    if with_benign:
+        classes = [BENIGN, *classes]
+        subtype = subtype.where(malignant, BENIGN)
+        keep = keep | ~malignant
     out = table[keep].copy()
     out["subtype"] = subtype[keep]
     out["label"] = out["subtype"].map({c: i for i, c in enumerate(classes)}).astype(int)

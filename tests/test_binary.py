@@ -85,7 +85,7 @@ def test_drop_rows_without_sex(archive_table):
 @pytest.mark.parametrize("backbone", ["small_cnn", "resnet18"])
 def test_fusion_output_shape_and_metadata_branch_gets_gradient(backbone):
     torch.manual_seed(0)
-    model = create_fusion(backbone, n_features=5)
+    model = create_fusion(backbone, n_features=5, image_size=32)
     images, features = torch.randn(4, 3, 32, 32), torch.randn(4, 5)
     out = model((images, features))
     assert out.shape == (4, 1)
@@ -96,7 +96,7 @@ def test_fusion_output_shape_and_metadata_branch_gets_gradient(backbone):
     with pytest.raises(TypeError, match="features="):
         model(images)
     assert create_metadata_mlp(5)((images, features)).shape == (4, 1)
-    assert create_image_model(backbone)(images).shape == (4, 1)
+    assert create_image_model(backbone, image_size=32)(images).shape == (4, 1)
 
 
 def test_fusion_trains_through_fit_with_feature_batches(tmp_path, archive_table):
@@ -109,7 +109,7 @@ def test_fusion_trains_through_fit_with_feature_batches(tmp_path, archive_table)
     assert images.shape == (16, 3, 16, 16) and meta.shape == (16, x.shape[1]) and labels.shape == (16,)
     with pytest.raises(ValueError, match="features must be"):
         Batches(cache, table["image_id"], table["target"], 16, features=x[:10])
-    model = create_fusion("small_cnn", x.shape[1])
+    model = create_fusion("small_cnn", x.shape[1], image_size=16)
     pre = Preprocess((0.5,) * 3, (0.25,) * 3)
     result = fit(model, batches, batches, pre, pre, FitConfig(max_epochs=2, monitor="auc", device="cpu"),
                  checkpoint_dir=tmp_path / "ck")
@@ -202,11 +202,11 @@ def test_task_and_choice_errors_name_the_fix(synthetic_small):
 
 
 def test_a_network_is_initialised_from_its_seed_alone():
-    a = binary.make_model("fusion", 3, seed=1)
+    a = binary.make_model("fusion", 3, image_size=16, seed=1)
     torch.rand(100)                                    # whatever ran before (e.g. a previous run's training)
-    b = binary.make_model("fusion", 3, seed=1)
+    b = binary.make_model("fusion", 3, image_size=16, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    assert not torch.equal(a.meta[0].weight, binary.make_model("fusion", 3, seed=2).meta[0].weight)
+    assert not torch.equal(a.meta[0].weight, binary.make_model("fusion", 3, image_size=16, seed=2).meta[0].weight)
 
 
 def test_the_subtype_split_is_the_binary_split_restricted(archive_table):
@@ -276,10 +276,10 @@ def test_a_multiclass_image_model_trains_on_the_subtypes(tmp_path, archive_table
     sub = subtype_table(archive_table.merge(split, on="image_id"))
     parts = inputs.by_split(sub)
     k = len(sub.attrs["classes"])
-    model = binary.make_model("image", 0, "small_cnn", num_classes=k, seed=0)
+    model = binary.make_model("image", 0, "small_cnn", num_classes=k, image_size=16, seed=0)
     assert binary.model_factory("image", 0, "small_cnn", num_classes=k)[1]["num_classes"] == k
     assert "num_classes" not in binary.model_factory("image", 0, "small_cnn")[1]       # binary runs' kwargs unchanged
-    assert binary.make_model("fusion", 3, num_classes=k)((torch.randn(2, 3, 16, 16), torch.randn(2, 3))).shape == (2, k)
+    assert binary.make_model("fusion", 3, num_classes=k, image_size=16)((torch.randn(2, 3, 16, 16), torch.randn(2, 3))).shape == (2, k)
     cache = build_cache(sub, 16, jobs=1)
     pre = Preprocess((0.5,) * 3, (0.25,) * 3)
     proba, result = binary.fit_network(model, parts, parts["train"], cache, None, "balanced", (pre, pre),
@@ -310,3 +310,69 @@ def test_clip_image_branch_mlp_head_and_clip_preprocessing():
         binary.make_model("image", 0, "clip-tiny", pretrained=True)
     assert parameters.problem("backbone", "clip-ViT-B-32", "07", knob_rules("07")) is None
     assert "clip-tiny" in parameters.problem("backbone", "clip-tny", "07", knob_rules("07"))
+
+
+def test_study_d_small_cnn_flattens_into_a_dense_layer():
+    """Study D's Fig. 3 CNN: conv / max-pool stages, flatten, dense; no global pooling, so it is built for one side."""
+    from skinlib.models.custom_cnn import SmallCNN
+
+    model = create_image_model("small_cnn", image_size=32)
+    kinds = {type(m) for m in model.encoder.modules()}
+    assert isinstance(model.encoder, SmallCNN) and torch.nn.MaxPool2d in kinds and torch.nn.Flatten in kinds
+    assert not any("Adaptive" in k.__name__ for k in kinds) and model.encoder.dense[0].in_features == 128 * 4 * 4
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 1)
+    with pytest.raises(ValueError, match="built for 32 px"):
+        model(torch.randn(2, 3, 48, 48))
+    with pytest.raises(ValueError, match="give image_size"):
+        create_image_model("small_cnn")
+
+
+def test_study_d_head_is_a_dense_relu_layer_on_the_pooled_features():
+    factory, kwargs = binary.model_factory("image", 0, "resnet18", head="mlp")
+    assert factory == "image_model" and kwargs["head"] == "mlp"
+    assert "head" not in binary.model_factory("image", 0, "resnet18")[1]
+    model = binary.make_model("image", 0, "resnet18", head="mlp", seed=0)
+    assert [type(m).__name__ for m in model.head] == ["Linear", "ReLU", "Dropout", "Linear"]
+
+
+def test_balanced_evaluation_undersamples_every_split_within_it(archive_table):
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    parts = inputs.by_split(archive_table.merge(split, on="image_id"))
+    assert binary.evaluation_parts(parts, "natural") == parts
+    with pytest.raises(ValueError, match="evaluate_on = 'balanced'"):
+        binary.evaluation_parts(parts, "natural", 10)
+    smaller = {s: int(p["target"].value_counts().min()) for s, p in parts.items()}
+    every = binary.evaluation_parts(parts, "balanced")
+    for s, p in every.items():
+        assert p["target"].value_counts().to_dict() == {0: smaller[s], 1: smaller[s]}
+        assert set(p["image_id"]) <= set(parts[s]["image_id"])                # no image changes split
+    subset = binary.evaluation_parts(parts, "balanced", 20, ratios=(0.7, 0.15, 0.15), seed=1)
+    assert [p["target"].value_counts().to_dict() for p in subset.values()] == [{0: 14, 1: 14}, {0: 3, 1: 3}, {0: 3, 1: 3}]
+    with pytest.raises(ValueError, match="the train split has .* fewer than"):
+        binary.evaluation_parts(parts, "balanced", 100000)
+
+
+def test_the_multiclass_task_with_benign_keeps_every_benign_image_as_the_first_class(archive_table):
+    from skinlib.subtypes import variants
+
+    split = binary.binary_split(archive_table, "isic_archive", (0.7, 0.15, 0.15), seed=0)
+    table = archive_table.merge(split, on="image_id")
+    ours, paper = subtype_table(table), subtype_table(table, with_benign=True)
+    assert paper.attrs["classes"] == ["benign", *ours.attrs["classes"]]
+    assert (paper["label"] == 0).sum() == (table["target"] == 0).sum() and len(paper) == len(ours) + (table["target"] == 0).sum()
+    assert paper.loc[paper["label"] > 0, "subtype"].value_counts().equals(ours["subtype"].value_counts())
+    assert variants("both") == (False, True) and variants("none") == ()
+    with pytest.raises(ValueError, match="with_benign"):
+        variants("yes")
+
+
+def test_07s_study_d_parameters_are_checked_before_anything_runs():
+    from skinlib import parameters
+    from skinlib.models.factories import check
+
+    assert parameters.problem("evaluate_on", "balanced", "07") is None and parameters.problem("monitor", "loss", "07") is None
+    for name, value in (("evaluate_on", "natrual"), ("balanced_subset", 1), ("monitor", "accuracy"), ("subtypes", True)):
+        assert parameters.problem(name, value, "07_binary_isic.ipynb") is not None
+    assert check("head", "mlp", "07") == "mlp"
+    with pytest.raises(parameters.KnobError, match="did you mean 'mlp'"):
+        check("head", "mpl", "07")

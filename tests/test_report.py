@@ -175,7 +175,31 @@ def test_study_b_clip_row_lists_07s_clip_runs_and_study_d_its_subtype_model(regi
     assert table.loc[table["model"].str.startswith("CLIP"), "our run"].tolist() == ["binary/B-clip-image-natural"]
     assert table.loc[table["model"].str.startswith("DINO"), "our run"].tolist() == ["binary/B-dino-image-natural"]
     d = report.study_table("D", runs)
-    assert d["our run"].tolist() == ["binary/isic-subtypes-small_cnn-natural"]
+    ran = d[d["our run"].str.startswith("binary/")]
+    assert ran["our run"].tolist() == ["binary/isic-subtypes-small_cnn-natural"] and ran["figure"].tolist() == ["ours"]
+
+
+def test_study_d_puts_each_run_beside_its_figure_with_the_papers_numbers(registry):
+    """Study D's table: one row per figure, the paper's AUC and confusion counts in their own columns, ours beside
+    them from the run whose parameters are that experiment's; a figure without a run says so."""
+    params = {"task": "isic_archive", "model": "image", "backbone": "mobilenetv2", "evaluate_on": "natural",
+              "regime": "undersampled", "augment": "none", "freeze_fraction": 0.0}
+    for name, extra in (("D-mobilenetv2-image-undersampled", {}), ("D-mobilenetv2-image-balanced", {"regime": "balanced"})):
+        rec = RunRecorder("binary", name, {**params, **extra}, root=registry)
+        rec.predictions(pd.DataFrame({"image_id": ["a", "b"], "split": ["test"] * 2, "target": [0, 1], "p_malignant": [0.2, 0.7]}))
+        rec.metrics({"val": {"accuracy": 0.8}, "test": {"auc": 0.61, "tp": 70, "fn": 30, "fp": 400, "balanced_accuracy": 0.6}})
+        rec.finish()
+    d = report.study_table("D", report.runs_table(registry)).set_index("figure")
+    assert {"1", "2", "3", "4-6", "7", "8-9", "10-11", "12-13", "14", "15-16", "17", "18", "ours"} == set(d.index)
+    row = d.loc["8-9"]
+    assert row["our run"] == "binary/D-mobilenetv2-image-undersampled"
+    assert (row["paper auc"], row["paper tp"], row["paper fn"], row["paper fp"]) == (0.4985, 1276, 550, 32809)
+    assert (row["ours auc"], row["ours tp"], row["ours fn"], row["ours fp"]) == (0.61, 70, 30, 400)
+    assert d.loc["4-6", "paper val_accuracy"] == 0.8455 and d.loc["4-6", "our run"].startswith("not run")
+    ours = d.loc[["ours"]]
+    assert ours.loc[ours["model"].str.contains("weighted sampler"), "our run"].tolist() == ["binary/D-mobilenetv2-image-balanced"]
+    assert report.reported_counts()["D"] == 6                 # the figures with a number in the text; ours not counted
+    assert report.study_table("D", report.runs_table(registry), matched_only=True)["our run"].str.startswith("binary/").all()
 
 
 def test_isic_csv_listing(registry):

@@ -1,4 +1,5 @@
-"""Study A's custom CNN: a ResNet-18-shaped residual network trained from scratch."""
+"""Study A's custom CNN (a ResNet-18-shaped residual network trained from scratch) and study D's small CNN
+(convolution and max-pooling stages, flattened into a dense layer)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,38 @@ class ResidualCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.stages(self.stem(x))))
+
+
+class SmallCNN(nn.Module):
+    """Study D's baseline image CNN (its Fig. 3): stages of a 3x3 convolution, ReLU and 2x2 max-pooling, then the
+    last feature map flattened into a dense ReLU layer; no residual blocks and no global pooling. Flattening ties
+    the network to one input side, `image_size`. Maps images to `dense` features (a head adds the outputs).
+
+    Args:
+        image_size: side of the input images (the dense layer reads the flattened map of that side).
+        widths: channels of each convolution stage (each halves the side).
+        dense: width of the dense layer (the features' width).
+        in_channels: input channels.
+    """
+
+    def __init__(self, image_size: int, widths: tuple[int, ...] = (32, 64, 128), dense: int = 128,
+                 in_channels: int = 3):
+        super().__init__()
+        side, layers, channels = int(image_size), [], in_channels
+        for width in widths:
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            channels, side = width, side // 2
+        if side < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(widths)} max-pooling stages of the small "
+                             f"CNN: use at least {2 ** len(widths)} px")
+        self.image_size = int(image_size)
+        self.stages = nn.Sequential(*layers)
+        self.flatten = nn.Flatten()
+        self.dense = nn.Sequential(nn.Linear(channels * side * side, dense), nn.ReLU(inplace=True))
+        self.num_features = dense
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            raise ValueError(f"the small CNN was built for {self.image_size} px images (it flattens its feature map) "
+                             f"and got {tuple(x.shape[-2:])}; build it with image_size={x.shape[-1]}")
+        return self.dense(self.flatten(self.stages(x)))

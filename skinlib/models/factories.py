@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..parameters import KnobError, Rule, one_of, problem
+from ..parameters import KnobError, Rule, one_of, optional, problem
 
 #: Factory name -> callable building the (untrained) model from JSON-able keyword arguments; filled by
 #: :func:`register_model` as the model modules are imported (:mod:`skinlib.models.spec` imports them all).
@@ -137,7 +137,9 @@ NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
     # 07: the image branch may also be the small CNN trained from scratch (study D) or CLIP's image tower (study B)
     "07": {"backbone": one_of(SMALL_CNN, CLIP_TINY, "clip-ViT-B-32", *BACKBONES,
                               extra=lambda v: _clip_branch(v) or _timm_model(v),
-                              more="clip-<open_clip architecture>[.<tag>], clip-hf-hub:org/repo, or a timm model name")},
+                              more="clip-<open_clip architecture>[.<tag>], clip-hf-hub:org/repo, or a timm model name"),
+           # the image model's head: linear, or study D's dense ReLU layer on the pooled features (None: the branch's)
+           "head": optional(one_of("linear", "mlp"))},
 }
 
 

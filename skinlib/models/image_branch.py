@@ -10,7 +10,7 @@ import os
 from torch import Tensor, nn
 
 from .backbones import create_backbone
-from .custom_cnn import ResidualCNN
+from .custom_cnn import SmallCNN
 from .factories import CLIP_TINY, SMALL_CNN, clip_arguments, is_clip, register_model
 from .heads import make_head
 
@@ -52,7 +52,8 @@ def image_encoder(backbone: str = SMALL_CNN, *, pretrained: bool = False, weight
     """A network mapping images to pooled features, and the feature width.
 
     Args:
-        backbone: ``small_cnn`` (a three-stage residual CNN, width 16, trained from scratch), CLIP's image tower
+        backbone: ``small_cnn`` (study D's small CNN, :class:`SmallCNN`, trained from scratch; needs `image_size`),
+            CLIP's image tower
             (``clip-ViT-B-32``, ``clip-tiny``, see :func:`clip_arguments`), or any name
             :func:`skinlib.models.create_backbone` accepts (``resnet18``, ``mobilenetv2``, ``resnet50``, DINO, ...).
         pretrained, weights_dir, freeze_fraction, image_size: as for :func:`create_backbone`.
@@ -63,8 +64,10 @@ def image_encoder(backbone: str = SMALL_CNN, *, pretrained: bool = False, weight
     if backbone == SMALL_CNN:
         if pretrained:
             raise ValueError("small_cnn has no pretrained weights; set pretrained=False or pick a timm backbone")
-        cnn = ResidualCNN(num_classes=1, width=16, blocks=(1, 1, 1))
-        return nn.Sequential(cnn.stem, cnn.stages, cnn.pool, nn.Flatten()), 64
+        if not image_size:
+            raise ValueError("small_cnn flattens its feature map, so it is built for one image side: give image_size")
+        cnn = SmallCNN(image_size)
+        return cnn, cnn.num_features
     model = create_backbone(backbone, 1, pretrained=pretrained, weights_dir=weights_dir,
                             freeze_fraction=freeze_fraction, image_size=image_size)
     return model.features, model.head.in_features
