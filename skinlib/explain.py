@@ -18,7 +18,7 @@ from torch import nn
 
 from .data.labels import CLASSES
 from .models.backbones import Backbone
-from .models.custom_cnn import ResidualCNN
+from .models.custom_cnn import ResidualCNN, SmallCNN
 from .models.image_branch import CLIPImageTower, ImageClassifier
 from .models.vision_language import BLIPClassifier, CLIPClassifier
 
@@ -85,8 +85,8 @@ def _image_model_target(model: ImageClassifier) -> CamTarget:
     encoder = model.encoder
     if isinstance(encoder, CLIPImageTower):
         return CamTarget([encoder.visual.transformer.resblocks[-1].ln_1], square_token_reshape(1))
-    if isinstance(encoder, nn.Sequential):                         # the small CNN: stem, stages, pool, flatten
-        return CamTarget([encoder[1][-1]])
+    if isinstance(encoder, SmallCNN):                              # study D's CNN: its last conv / max-pool stage
+        return CamTarget([encoder.stages])
     return _timm_target(encoder)
 
 
