@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from skinlib import provenance
 from skinlib.data.labels import ISIC2018_COLUMNS
 
 HAM_HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
@@ -22,6 +23,7 @@ def workspace(tmp_path_factory, monkeypatch) -> Path:
     monkeypatch.delenv("SKINLIB_DATA", raising=False)
     for name in ("HAM10000", "ISIC2018", "ISIC_ARCHIVE"):
         monkeypatch.delenv(f"SKINLIB_DATA_{name}", raising=False)
+    monkeypatch.setattr(provenance, "_DATA", {})      # what an earlier test read is not this test's runs' data
     return ws
 
 
