@@ -128,6 +128,10 @@ ARCHIVE_GROUP = {"akiec": "Malignant epidermal proliferations", "bcc": "Malignan
 #: Clinical diameter added to malignant lesions (mm): size carries signal the image does not fully show.
 MALIGNANT_EXTRA_MM = 2.5
 ARCHIVE_MIX = {"akiec": .05, "bcc": .10, "bkl": .10, "df": .025, "mel": .15, "nv": .55, "vasc": .025}
+#: Images of the ISIC archive export written with ``--full-size``: an export of realistic size (tens of thousands
+#: of images; patients with one to four lesions, a lesion with several images). Its malignant share is about 30%,
+#: so study D's balanced subset of 5,000 images per class fits; the 10,000 one needs a larger (real) export.
+ARCHIVE_FULL_IMAGES = 25_000
 
 
 # ----------------------------------------------------------------------------------------------- lesions
@@ -443,7 +447,8 @@ def generate(
         layouts: any of ``ham10000``, ``isic2018`` (its training set is the HAM10000 images, plus an
             official-style validation and test set), ``isic_archive`` (a separate patient cohort).
         size: (width, height) of the images.
-        full_size: the real HAM10000 counts (10,015 images of 7,470 lesions) at 600 x 450.
+        full_size: the real HAM10000 counts (10,015 images of 7,470 lesions) at 600 x 450, and an ISIC archive
+            export of :data:`ARCHIVE_FULL_IMAGES` images at the same size (with ``isic_archive``).
         jobs: worker processes (default: all cores); results do not depend on it.
         progress: print a line every 1000 images.
     """
@@ -487,7 +492,7 @@ def generate(
             extra_sets[name] = shots
             tasks += [(l, s, str(folder / f"{i}.jpg"), i, width, height) for l, s, i in shots]
     if "isic_archive" in layouts:
-        total = sum(counts.values())
+        total = ARCHIVE_FULL_IMAGES if full_size else sum(counts.values())
         archive_counts = {c: max(MIN_PER_CLASS, round(total * ARCHIVE_MIX[c])) for c in CLASSES}
         archive = _expand(make_lesions(archive_counts, seed, 4, "IL_", 0, patients=True), rng, 100000)
         folder = tmp / "isic_archive"
@@ -560,7 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", nargs="+", default=["ham10000"], choices=["ham10000", "isic2018", "isic_archive"],
                         help="layouts to write (default ham10000); each goes to its own sub-folder")
     parser.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", help="image size WxH (default 300x225)")
-    parser.add_argument("--full-size", action="store_true", help="the real counts (10,015 images) at 600x450")
+    parser.add_argument("--full-size", action="store_true",
+                        help=f"the real counts (10,015 HAM10000 images; an ISIC archive export of "
+                             f"{ARCHIVE_FULL_IMAGES:,} images) at 600x450")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
     args = parser.parse_args(argv)
     try:
