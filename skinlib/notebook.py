@@ -239,3 +239,7 @@ def banner(catalog: pd.DataFrame) -> None:
         display({"text/html": html, "text/plain": f"WARNING: {BANNER}{detail}"}, raw=True)
     else:
         print(f"Real data: {len(catalog)} images, layout {layout}, from {catalog.attrs.get('root', '?')}")
+    if {"lesion_id", "image_id"} <= set(catalog.columns) and not (catalog["lesion_id"] != catalog["image_id"]).any():
+        print("No lesion ids in this data (class folders, or ISIC 2018 without its groupings file): every image is its "
+              "own group, so no split of it is lesion-grouped, whatever its name says (the registry records it as "
+              "ungrouped).")

@@ -168,13 +168,11 @@ def split_of(params: dict | None, data: dict | None = None) -> str:
     on the data it divided), else from its ``split_name`` (02's names start with how they group):
     ``lesion-grouped``, ``patient-grouped``, ``lesion- and patient-grouped``, ``image-level (lesions leak)``,
     ``ungrouped (no lesion ids)`` for a grouped split of data without lesion ids, another name as it is, or ""."""
+    from .data.splits import grouping_words
+
     split = (data or {}).get("split") or {}
     if "grouped_by" in split:
-        if split.get("group_by") == "image":
-            return "image-level (lesions leak)"
-        if not split["grouped_by"]:
-            return "ungrouped (no lesion ids: one image per group)"
-        return " and ".join(split["grouped_by"]).replace("lesion and patient", "lesion- and patient") + "-grouped"
+        return grouping_words(split["grouped_by"], split.get("group_by") or "auto")
     name = (params or {}).get("split_name")
     if not isinstance(name, str) or not name:
         return ""

@@ -342,3 +342,19 @@ def grouped_by(catalog: pd.DataFrame, group_by: str = "auto") -> list[str]:
     patients = bool((catalog["patient_id"] != "").any())
     return [kind for kind, known, wanted in (("lesion", lesions, ("auto", "lesion")), ("patient", patients, ("auto", "patient")))
             if known and group_by in wanted]
+
+
+def grouping_words(kinds: list[str], group_by: str = "auto") -> str:
+    """A split's grouping in words, for notebooks and the report: ``lesion-grouped``, ``patient-grouped``,
+    ``lesion- and patient-grouped``, ``image-level (lesions leak)``, or ``ungrouped (no lesion ids: ...)`` for a
+    grouped split of data that knows no lesions (never called lesion-grouped).
+
+    Args:
+        kinds: what it keeps together (:func:`grouped_by`).
+        group_by: the split's grouping parameter.
+    """
+    if group_by == "image":
+        return "image-level (lesions leak)"
+    if not kinds:
+        return "ungrouped (no lesion ids: one image per group)"
+    return " and ".join(kinds).replace("lesion and patient", "lesion- and patient") + "-grouped"
