@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def environ():
-    """run_all.main sets the workspace and the datasets' variables for the kernels it starts: undone after."""
-    saved = dict(os.environ)
+    """run_all.main sets the workspace and the datasets' variables for the kernels it starts: undone after (and the
+    working folder)."""
+    saved, cwd = dict(os.environ), os.getcwd()
     yield
     os.environ.clear()
     os.environ.update(saved)
+    os.chdir(cwd)
 
 
 #: layout fixture -> the datasets it may be given as
@@ -94,6 +96,8 @@ def test_a_folder_of_the_wrong_layout_is_refused_before_anything_runs(ham_dir, a
     assert "is not dataset isic_archive: found ham10000" in err and "is not dataset ham10000: found isic_archive" in err
     with pytest.raises(DataError, match="unknown dataset 'ham'"):
         parse_data(["ham=/nowhere"], environ={})
+    os.chdir(ham_dir.parent)                                        # a relative folder reaches the kernels whole
+    assert parse_data([f"ham10000={ham_dir.name}"], environ={}).named["ham10000"][0] == ham_dir
 
 
 def test_a_bare_folder_serves_the_runs_it_fits_and_the_others_are_skipped_saying_how(ham_dir, default_runs):

@@ -58,19 +58,19 @@ def parse_data(items: list[str] | None, environ: dict[str, str] | None = None) -
         if sep and name in DATASETS:
             if name in givings.named:
                 errors.append(f"--data {name}=...: given twice")
-            givings.named[name] = (Path(text).expanduser(), f"--data {name}=")
+            givings.named[name] = (Path(text).expanduser().resolve(), f"--data {name}=")
         elif sep and name.isidentifier() and not Path(item).expanduser().exists():
             errors.append(f"--data {item}: unknown dataset {name!r}; datasets: {', '.join(DATASETS)}")
         elif givings.bare is not None:
             errors.append(f"--data {item}: a second folder without a dataset name; name each: "
                           + " ".join(f"--data {n}=PATH" for n in DATASETS))
         else:
-            givings.bare = (Path(item).expanduser(), "--data")
+            givings.bare = (Path(item).expanduser().resolve(), "--data")
     for name, dataset in DATASETS.items():
         if name not in givings.named and environ.get(dataset.env):
-            givings.named[name] = (Path(environ[dataset.env]).expanduser(), f"${dataset.env}")
+            givings.named[name] = (Path(environ[dataset.env]).expanduser().resolve(), f"${dataset.env}")
     if givings.bare is None and environ.get(paths.DATA_ENV) and not items:
-        givings.bare = (Path(environ[paths.DATA_ENV]).expanduser(), f"${paths.DATA_ENV}")
+        givings.bare = (Path(environ[paths.DATA_ENV]).expanduser().resolve(), f"${paths.DATA_ENV}")
     for folder, origin in [*givings.named.values(), *([givings.bare] if givings.bare else [])]:
         if not folder.is_dir():
             errors.append(f"{origin}{folder if origin.endswith('=') else ' ' + str(folder)}: no such folder")
