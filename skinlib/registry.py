@@ -98,12 +98,21 @@ class RunRecorder:
         """A path inside the run folder for anything else (e.g. an ISIC submission CSV)."""
         return self.staging / name
 
+    def _data_read(self) -> dict:
+        """What this process read (:func:`skinlib.provenance.data_read`), the split left out when it is not the
+        one the run's ``split_name`` names."""
+        read = provenance.data_read()
+        named = self.params.get("split_name")
+        if isinstance(named, str) and read.get("split", {}).get("name") not in (None, named):
+            read.pop("split")
+        return read
+
     def finish(self) -> Path:
         """Record status and timing and move the run into place (replacing an earlier run of the same name)."""
         info = {"experiment": self.experiment, "run": self.run, "status": "ok",
                 "seconds": round(time.time() - self.started, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "skinlib": __version__, "python": platform.python_version(), "notebook": provenance.writer(),
-                "data": provenance.data_read(), "environment": provenance.environment()}
+                "data": self._data_read(), "environment": provenance.environment()}
         paths.write_atomic(self.staging / "run.json", _json(info))
         old = None
         if self.folder.exists():

@@ -200,9 +200,9 @@ def test_each_run_records_the_dataset_it_read_and_the_report_reads_that_record(s
             catalog = load_catalog(root)
         split = pd.DataFrame({"image_id": catalog["image_id"],
                               "split": [("train", "val", "test")[i % 3] for i in range(len(catalog))]})
-        save_split(catalog, split, f"{name}-split", seed=0, ratios=(0.4, 0.3, 0.3), group_by=group_by)
-        load_split(f"{name}-split", catalog)
-        rec = registry.RunRecorder("custom_cnn", name, {"split_name": f"lesion-{name}"})   # a name that claims lesions
+        save_split(catalog, split, f"lesion-{name}", seed=0, ratios=(0.4, 0.3, 0.3), group_by=group_by)   # a name
+        load_split(f"lesion-{name}", catalog)                                                        # claiming lesions
+        rec = registry.RunRecorder("custom_cnn", name, {"split_name": f"lesion-{name}"})
         rec.metrics({"test": {"balanced_accuracy": 0.5}})
         return registry.load_run("custom_cnn", rec.finish().name).info["data"]
 
