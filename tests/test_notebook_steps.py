@@ -260,7 +260,7 @@ def test_runs_to_explain_and_the_subjects_loaded(tmp_path, monkeypatch, capsys):
 
     loaded = []
 
-    def load_subject(experiment, run, part, table, device, root=None):
+    def load_subject(experiment, run, part, table, device, root=None, catalog=None):
         loaded.append(run)
         return SimpleNamespace(model=run)
 
