@@ -10,6 +10,7 @@ numerically equal paths drift apart by lr x steps. SGD keeps the difference as s
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -55,8 +56,20 @@ def fit_with(data, **options):
     return model, config, val
 
 
+@pytest.fixture
+def environment_kept():
+    """torch.compile's inductor sets variables in this process's environment (its cache folder, the libraries'
+    path): restored afterwards, so that kernels started later by other tests of this worker see the environment
+    the kernel zygote was started with (tests/test_forked_kernels.py)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.mark.parametrize("option", ["channels_last", "compile"])
-def test_an_option_fits_the_plain_paths_model_and_its_files_load_plainly(data, tmp_path, monkeypatch, option):
+def test_an_option_fits_the_plain_paths_model_and_its_files_load_plainly(data, tmp_path, monkeypatch, option,
+                                                                         environment_kept):
     plain, _, val = fit_with(data, channels_last=False)
     if option == "compile":
         torch._dynamo.reset()
