@@ -10,6 +10,15 @@ import pytest
 from PIL import Image
 
 from skinlib import provenance
+
+try:
+    # OpenCV (imported by grad-cam) prepends its folder to LD_LIBRARY_PATH when it is first imported. Imported here,
+    # before any kernel zygote starts, it leaves every test process's environment one thing all along: otherwise a
+    # test importing grad-cam changes it between a zygote's start and a later kernel, which then starts the usual
+    # way (tests/test_forked_kernels.py compares a kernel with its zygote).
+    import cv2  # noqa: F401
+except ImportError:
+    pass
 from skinlib.data.labels import ISIC2018_COLUMNS
 
 HAM_HEADER = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
