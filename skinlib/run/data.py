@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import paths
-from ..data.datasets import DATASETS, DataMismatch, check_layout, check_task, dataset_of
+from ..data.datasets import DATASETS, DataMismatch, check_layout, check_task
 from .plan import Run
 
 
