@@ -67,6 +67,9 @@ def _rank(rank: int, port: int, folder, train, val, preprocess) -> None:
     result = fit(model, train, val, preprocess, preprocess, FitConfig(**CONFIG), log=io.StringIO(),
                  checkpoint_dir=folder / "checkpoints")
     torch.save((weights(model), result.val_proba, result.history), folder / f"rank{rank}.pt")
+    # as a torchrun script should: no rank leaves while another is still in a collective (rank 0 holds the
+    # group's store; leaving first aborted it in CI with "terminate called without an active exception")
+    dist.barrier()
     dist.destroy_process_group()
 
 
