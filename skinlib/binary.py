@@ -359,6 +359,7 @@ class ImageBranch:
     augment: str = "none"                 #: the train split's augmentation (:func:`skinlib.data.transforms.augmentation`)
     resample: str = "bilinear"            #: how the image cache was resized (recorded in the model's spec)
     head: str | None = None               #: the image model's head (see :func:`make_model`)
+    crop: str = "squash"                  #: how the image cache fitted images to a square (likewise)
 
 
 @dataclass
@@ -435,7 +436,7 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
                                                 head=branch.head)
                 fitted.saved = dict(model=model, spec=ModelSpec(factory, kwargs, mean, std, branch.image_size,
                                                                 classes=[spec.negative, spec.positive],
-                                                                resample=branch.resample))
+                                                                resample=branch.resample, crop=branch.crop))
             fitted.evaluation = evaluate_binary(parts, proba, spec.positive, negative=spec.negative,
                                                 min_sensitivity=min_sensitivity, n_boot=n_boot, seed=seed)
             yield fitted

@@ -382,7 +382,7 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
         part = recorded_part(experiment, run, catalog, root=root)
         table = catalog[catalog["image_id"].isin(part["image_id"])]
     model, preprocess = load_model(experiment, run, root, device=device)
-    images = build_cache(table, spec.image_size, resample=spec.resample).images(part["image_id"].to_numpy())
+    images = build_cache(table, spec.image_size, resample=spec.resample, crop=spec.crop).images(part["image_id"].to_numpy())
     with torch.no_grad():
         inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
     proba = probabilities(model, inputs)

@@ -153,7 +153,7 @@ class Prepared:
 
 def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_SPLIT, *, image_size: int,
             batch_size: int, seed: int = 0, allow_missing: bool = False, device: str = "auto",
-            localization: str | None = None, classes: Sequence[str] | None = None) -> Prepared:
+            localization: str | None = None, classes: Sequence[str] | None = None, crop: str = "squash") -> Prepared:
     """What 04-06 do before building a model: the split catalog, the data banner, the image cache, the device and
     the batches per split (train shuffled from `seed`).
 
@@ -164,6 +164,7 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
         device: ``auto``, ``cpu`` or ``cuda`` (:func:`skinlib.train.resolve_device`).
         classes: a specialist's class codes (:func:`restrict_classes`; the cache still holds every image); None:
             all seven.
+        crop: how images enter the cache: ``squash`` or ``center`` (CLIP's; :func:`skinlib.data.cache.load_image`).
     """
     from .data.cache import build_cache
     from .notebook import banner
@@ -172,7 +173,7 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
     table = split_catalog(data_dir, layout, split_name, seed=seed, allow_missing=allow_missing,
                           localization=localization)
     banner(table)
-    cache = build_cache(table, image_size)
+    cache = build_cache(table, image_size, crop=crop)
     table = restrict_classes(table, classes)
     parts = by_split(table)
     dev = resolve_device(device)

@@ -1,185 +1,115 @@
-"""Numbers the studies report (test or validation sets of their own, image-level splits): context, not targets
-our lesion-grouped protocol should match. See docs/studies.md."""
+"""Numbers the studies report, each with the table or figure it comes from and the split it was measured on, and
+the one rule that puts a registry run beside the paper row of the same model (:func:`matches`), used by 05, 06 and
+the report alike. The studies measured on splits of their own (image-level, lesions leaking across them): context,
+not targets our lesion-grouped protocol should match. See docs/studies.md; tests/test_papers.py holds a
+transcription of the papers' tables against which every number here is checked."""
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import pandas as pd
 
-def _transfer(backbone: str, head: str, grayscale: bool = False, augment: str | tuple = ("study_e", "study_a")) -> dict:
+#: What each study's reported split was, in words (every study table labels the paper's numbers with it).
+PAPER_SPLITS: dict[str, str] = {
+    "A": "test: the study's own image-level 75/10/15 split",
+    "B": "val: the study's own stratified 70/15/15 split (validation numbers)",
+    "C": "val: the study's own split (validation and training accuracy)",
+    "D": "own split (the text calls it test and validation)",
+    "E": "val: the study's own 85/15 split, whose validation part also stopped training (no test set)",
+}
+
+
+def _transfer(backbone: str | list, head: str = "study_e", grayscale: bool = False,
+              augment: str | tuple = ("study_e", "study_a"), localization: str | None = None) -> dict:
     return {"experiment": "transfer", "backbone": backbone, "head": head, "grayscale": grayscale, "augment": augment,
-            "localization": None}
+            "localization": localization}
 
 
-#: (study, model, variant) -> reported metrics. Study A: weighted F1; study E: macro F1. ``match``: the registry
-#: runs of the same model and variant (experiment and parameters), for the report.
+def _table3(row: int, model: str, key: str, variant: str, accuracy: float, precision: float, recall: float,
+            f1: float, backbone: str | list | None = None, **match) -> dict:
+    """A row of study E's Table 3 (validation accuracy and macro precision / recall / F1); `key` is the model's
+    short name, `backbone` the backbone parameter(s) of its runs (default: `key`)."""
+    return {"study": "E", "model": model, "backbone": key, "variant": variant, "split": "val",
+            "source": f"Table 3 row {row}", "accuracy": accuracy, "precision_macro": precision,
+            "recall_macro": recall, "f1_macro": f1, "match": _transfer(backbone or key, **match)}
+
+
+def _table2(model: str, backbone: str, accuracy: float, precision: float, recall: float, f1: float, match: dict) -> dict:
+    """A row of study A's Table 2 (test accuracy and weighted precision / recall / F1)."""
+    return {"study": "A", "model": model, "backbone": backbone, "variant": "", "split": "test", "source": "Table 2",
+            "accuracy": accuracy, "precision_weighted": precision, "recall_weighted": recall, "f1_weighted": f1,
+            "match": match}
+
+
+_RESNET50 = ["resnet50", "resnet50.tv_in1k"]
+_XCEPTION = ["xception", "legacy_xception.tf_in1k"]
+_IRV2 = ["inception_resnet_v2"]
+
+#: (study, model, variant) -> reported metrics, each with ``source`` (table / figure) and ``split``. Study A:
+#: weighted precision / recall / F1; study E: macro. ``match``: the registry runs of the same model and variant
+#: (see :func:`matches`).
 REPORTED: list[dict] = [
-    {"study": "A", "model": "random forest (HOG+PCA+SMOTE)", "backbone": "rf", "variant": "", "accuracy": 0.6740, "f1_weighted": 0.5755,
-     "match": {"experiment": "random_forest"}},
-    {"study": "A", "model": "custom residual CNN", "backbone": "custom_cnn", "variant": "", "accuracy": 0.7614, "f1_weighted": 0.7433,
-     "match": {"experiment": "custom_cnn"}},
-    {"study": "A", "model": "ResNet-50 fine-tuned", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.8516, "f1_weighted": 0.8485,
-     "match": _transfer("resnet50", "linear")},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, aug", "accuracy": 0.885, "f1_macro": 0.79,
-     "match": _transfer("resnet50", "study_e")},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "gray, aug", "accuracy": 0.81, "f1_macro": 0.67,
-     "match": _transfer("resnet50", "study_e", grayscale=True)},
-    {"study": "E", "model": "ResNet50", "backbone": "resnet50", "variant": "rgb, no aug", "accuracy": 0.87, "f1_macro": 0.76,
-     "match": _transfer("resnet50", "study_e", augment="none")},
-    {"study": "E", "model": "Xception", "backbone": "xception", "variant": "rgb, aug", "accuracy": 0.87, "f1_macro": 0.78,
-     "match": _transfer("xception", "study_e")},
-    {"study": "E", "model": "InceptionResNetV2", "backbone": "inception_resnet_v2", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.76,
-     "match": _transfer("inception_resnet_v2", "study_e")},
-    {"study": "E", "model": "VGG19", "backbone": "vgg19", "variant": "rgb, aug", "accuracy": 0.73, "f1_macro": 0.61,
-     "match": _transfer("vgg19", "study_e")},
-    {"study": "E", "model": "ViT-B/32", "backbone": "vit_base_patch32_224", "variant": "rgb, aug", "accuracy": 0.85, "f1_macro": 0.74,
-     "match": _transfer("vit_base_patch32_224", "study_e")},
-    # vision-language models (notebook 06); study C reports validation accuracy only
-    {"study": "A", "model": "CLIP ViT-B/32, text frozen, linear head", "backbone": "clip", "variant": "linear", "accuracy": 0.8496, "f1_weighted": 0.8464,
-     "match": {"experiment": "vision_language", "family": "clip", "head": "linear"}},
-    {"study": "A", "model": "BLIP vision encoder (last layer trained), linear head", "backbone": "blip", "variant": "linear", "accuracy": 0.8323, "f1_weighted": 0.8203,
-     "match": {"experiment": "vision_language", "family": "blip"}},
-    {"study": "C", "model": "CLIP with diagnosis prompts", "backbone": "clip", "variant": "prompt", "split": "val", "accuracy": 0.818,
+    _table2("random forest (HOG+PCA+SMOTE)", "rf", 0.6740, 0.5520, 0.6740, 0.5755, {"experiment": "random_forest"}),
+    _table2("custom residual CNN", "custom_cnn", 0.7614, 0.7324, 0.7614, 0.7433, {"experiment": "custom_cnn"}),
+    {**_table2("ResNet-50 fine-tuned", "resnet50", 0.8516, 0.8612, 0.8516, 0.8485,
+               _transfer(_RESNET50, head="linear", augment="study_a")), "variant": "rgb, aug"},
+    _table3(1, "ResNet50", "resnet50", "rgb, aug", 0.89, 0.77, 0.81, 0.79, backbone=_RESNET50),
+    _table3(2, "ResNet50", "resnet50", "gray, aug", 0.81, 0.63, 0.74, 0.67, backbone=_RESNET50, grayscale=True),
+    _table3(3, "Xception", "xception", "rgb, aug", 0.87, 0.75, 0.82, 0.78, backbone=_XCEPTION),
+    _table3(4, "Xception", "xception", "gray, aug", 0.80, 0.61, 0.71, 0.66, backbone=_XCEPTION, grayscale=True),
+    _table3(5, "InceptionResNetV2", "inception_resnet_v2", "rgb, aug", 0.85, 0.74, 0.78, 0.76, backbone=_IRV2),
+    _table3(6, "InceptionResNetV2", "inception_resnet_v2", "gray, aug", 0.83, 0.67, 0.73, 0.70, backbone=_IRV2,
+            grayscale=True),
+    _table3(7, "VGG19", "vgg19", "rgb, aug", 0.73, 0.57, 0.69, 0.61, backbone="vgg19"),
+    _table3(8, "ResNet50", "resnet50", "rgb, no aug", 0.87, 0.77, 0.78, 0.76, backbone=_RESNET50, augment="none"),
+    _table3(9, "ResNet50, lower extremity only", "resnet50", "rgb, aug, lower extremity", 0.88, 0.80, 0.79, 0.79,
+            backbone=_RESNET50, localization="lower extremity"),
+    {**_table3(0, "ViT-B/32", "vit_base_patch32_224", "rgb, aug", 0.85, 0.71, 0.80, 0.74, backbone="vit_base_patch32_224"),
+     "source": "Table 2 row 1"},
+    {**_table3(0, "ViT-B/32", "vit_base_patch32_224", "gray, aug", 0.71, 0.49, 0.67, 0.53, backbone="vit_base_patch32_224",
+               grayscale=True), "source": "Table 2 row 2"},
+    # vision-language models (notebook 06)
+    {**_table2("CLIP ViT-B/32, text frozen, linear head", "clip", 0.8496, 0.8487, 0.8496, 0.8464,
+               {"experiment": "vision_language", "family": "clip", "head": "linear", "freeze_fraction": 0.0}),
+     "variant": "linear"},
+    {**_table2("BLIP vision encoder (last layer trained), linear head", "blip", 0.8323, 0.8202, 0.8323, 0.8203,
+               {"experiment": "vision_language", "family": "blip"}), "variant": "linear"},
+    # study C: validation and training accuracy (Table 1); our prompt head stands for its prompt input
+    {"study": "C", "model": "CLIP with diagnosis prompts", "backbone": "clip", "variant": "prompt", "split": "val",
+     "source": "Table 1 (Base)", "accuracy": 0.818, "train_accuracy": 0.835,
      "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "weight_decay": 0.0, "augment": "none"}},
-    {"study": "C", "model": "CLIP with diagnosis prompts, weight decay 0.01", "backbone": "clip", "variant": "prompt, weight decay", "split": "val", "accuracy": 0.804,
+    {"study": "C", "model": "CLIP with diagnosis prompts, weight decay 0.01", "backbone": "clip",
+     "variant": "prompt, weight decay", "split": "val", "source": "Table 1 (Regularization)", "accuracy": 0.804,
+     "train_accuracy": 0.812,
      "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "weight_decay": 0.01}},
-    {"study": "C", "model": "CLIP with diagnosis prompts, augmented", "backbone": "clip", "variant": "prompt, aug", "split": "val", "accuracy": 0.791,
+    {"study": "C", "model": "CLIP with diagnosis prompts, augmented", "backbone": "clip", "variant": "prompt, aug",
+     "split": "val", "source": "Table 1 (Augmented Data)", "accuracy": 0.791, "train_accuracy": 0.788,
      "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "augment": "study_c"}},
 ]
 
-#: Study E's combinations (section 3.5): averaging and voting of its top 3 RGB models (ResNet50, Xception,
-#: InceptionResNetV2), and the mix-model (ResNet50 RGB aug + three specialists; macro precision / recall / F1).
+#: Study E's combinations (section 3.5.3: macro F1 only) and the mix-model beside its general model (Table 6).
 REPORTED_ENSEMBLES: list[dict] = [
-    {"study": "E", "method": "average", "model": "averaging ensemble, top 3 RGB models", "accuracy": 0.90, "f1_macro": 0.82,
+    {"study": "E", "method": "average", "model": "averaging ensemble, top 3 RGB models (ResNet50, Xception, "
+     "InceptionResNetV2)", "split": "val", "source": "section 3.5.3", "f1_macro": 0.82,
      "match": {"experiment": "ensembles", "run_prefix": "average-top-"}},
-    {"study": "E", "method": "vote", "model": "voting ensemble, top 3 RGB models", "accuracy": 0.89, "f1_macro": 0.81,
-     "match": {"experiment": "ensembles", "run_prefix": "vote-top-"}},
-    {"study": "E", "method": "mix-model", "model": "ResNet50 + mel/nv, akiec/bcc, mel/bkl specialists", "accuracy": 0.89,
-     "precision_macro": 0.78, "recall_macro": 0.85, "f1_macro": 0.81, "match": {"experiment": "ensembles", "run_prefix": "mix-model"}},
-    {"study": "E", "method": "general", "model": "ResNet50 RGB aug (the mix-model's general model)", "accuracy": 0.88,
-     "precision_macro": 0.77, "recall_macro": 0.81, "f1_macro": 0.79, "needs": "shown in 08 beside the mix-model"},
+    {"study": "E", "method": "vote", "model": "voting ensemble, top 3 RGB models", "split": "val",
+     "source": "section 3.5.3", "f1_macro": 0.81, "match": {"experiment": "ensembles", "run_prefix": "vote-top-"}},
+    {"study": "E", "method": "mix-model", "model": "ResNet50 + mel/nv, akiec/bcc, mel/bkl specialists", "split": "val",
+     "source": "Table 6 row 2", "accuracy": 0.89, "precision_macro": 0.78, "recall_macro": 0.85, "f1_macro": 0.81,
+     "match": {"experiment": "ensembles", "run_prefix": "mix-model"}},
+    {"study": "E", "method": "general", "model": "ResNet50 RGB aug (the mix-model's general model)", "split": "val",
+     "source": "Table 6 row 1", "accuracy": 0.88, "precision_macro": 0.77, "recall_macro": 0.81, "f1_macro": 0.79,
+     "needs": "shown in 08 beside the mix-model"},
 ]
-
-
-def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` without the columns that hold nothing (all NaN or empty strings)."""
-    empty = [c for c in table.columns if table[c].replace("", float("nan")).isna().all()]
-    return table.drop(columns=empty)
-
-
-def reported(backbone: str | None = None) -> pd.DataFrame:
-    """The studies' reported numbers, optionally for one backbone (columns it has no number in left out)."""
-    table = pd.DataFrame(REPORTED).drop(columns="match")
-    table.insert(3, "split", table.pop("split").fillna("test"))
-    return _without_empty_columns(table[table["backbone"] == backbone] if backbone else table).reset_index(drop=True)
-
-
-def compare(metrics: dict[str, float], backbone: str, label: str = "this run (test)") -> pd.DataFrame:
-    """One run's test metrics in a row above each number a study reported for the same model.
-
-    Args:
-        metrics: the run's test metrics (``accuracy``, ``balanced_accuracy``, ``f1_weighted``, ...).
-        backbone: the model's key in :data:`REPORTED` (``custom_cnn``, ``rf``, ``resnet50``, ...).
-        label: the name of the run's row.
-    """
-    papers = reported(backbone)
-    columns = ["balanced_accuracy", *(c for c in ("accuracy", "f1_weighted", "f1_macro") if c in papers)]
-    rows = {label: {c: metrics.get(c) for c in columns}}
-    for _, paper in papers.iterrows():
-        name = f"study {paper['study']}, reported" + (f" ({paper['variant']})" if paper.get("variant") else "")
-        rows[name] = {c: paper.get(c) for c in columns}
-    return pd.DataFrame(rows).T.astype(float)
-
-
-def reported_ensembles() -> pd.DataFrame:
-    """Study E's reported ensemble and mix-model numbers (one row per method)."""
-    return pd.DataFrame(REPORTED_ENSEMBLES).drop(columns=["match", "needs"], errors="ignore")
-
-
-def variant_of(grayscale: bool, augment: str) -> str:
-    """The studies' wording of a run's variant, e.g. ``rgb, aug``."""
-    return f"{'gray' if grayscale else 'rgb'}, {'no aug' if augment in (None, 'none') else 'aug'}"
-
-
-def beside(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each registry run (from :func:`skinlib.registry.gather` with backbone, grayscale and augment) with the
-    paper's number for the same backbone and variant (study E first, else study A), where one exists; one row
-    per run (the index), columns no run has a number in left out."""
-    table = reported()
-    rows = []
-    for _, run in runs.iterrows():
-        variant = variant_of(bool(run.get("grayscale")), run.get("augment"))
-        match = table[(table["backbone"] == run.get("backbone")) & (table["variant"] == variant)]
-        match = match.sort_values("study", ascending=False).head(1)
-        paper = match.iloc[0] if len(match) else None
-        f1_kind = "f1_macro" if paper is not None and paper["study"] == "E" else "f1_weighted"
-        rows.append({
-            "run": run["run"], "variant": variant,
-            "balanced_accuracy": run.get("balanced_accuracy"), "accuracy": run.get("accuracy"),
-            "f1_macro": run.get("f1_macro"), "f1_weighted": run.get("f1_weighted"),
-            "paper": f"study {paper['study']}" if paper is not None else "",
-            "paper_accuracy": paper["accuracy"] if paper is not None else float("nan"),
-            "paper_f1": paper[f1_kind] if paper is not None else float("nan"),
-            "paper_f1_kind": f1_kind.replace("f1_", "") if paper is not None else "",
-        })
-    return _without_empty_columns(pd.DataFrame(rows)).set_index("run") if rows else pd.DataFrame(rows)
-
-
-def vision_language_variant(family: str, head: str | None, weight_decay: float | None = 0.0, augment: str | None = "none") -> str:
-    """The studies' wording of a vision-language run: ``linear`` (study A), ``prompt`` with ``weight decay`` or
-    ``aug`` (study C's base, regularised and augmented runs; our prompt head stands for their prompts)."""
-    if family == "blip" or head != "prompt":
-        return head or "linear"
-    extras = (["weight decay"] if weight_decay else []) + ([] if augment in (None, "none") else ["aug"])
-    return ", ".join(["prompt", *extras[:1]])
-
-
-def beside_all(vision_language: pd.DataFrame, transfer: pd.DataFrame) -> pd.DataFrame:
-    """Vision-language runs (from :func:`skinlib.registry.gather` with family, head, weight_decay, augment and a
-    ``val_accuracy`` column) and transfer runs (as for :func:`beside`), each with the paper's number for the same
-    model and variant where one exists; columns empty in every row are left out.
-
-    Args:
-        vision_language: runs of the ``vision_language`` experiment.
-        transfer: runs of the ``transfer`` experiment.
-    """
-    table = reported()
-    rows = []
-    for _, run in vision_language.iterrows():
-        family = run.get("family") or ""
-        variant = "zero-shot" if run.get("head") == "zero-shot" else vision_language_variant(
-            family, run.get("head"), run.get("weight_decay"), run.get("augment"))
-        match = table[(table["backbone"] == family) & (table["variant"] == variant)]
-        paper = match.iloc[0] if len(match) else None
-        rows.append({
-            "experiment": "vision_language", "run": run["run"], "model": family, "variant": variant,
-            "balanced_accuracy": run.get("balanced_accuracy"), "accuracy": run.get("accuracy"),
-            "val_accuracy": run.get("val_accuracy"), "f1_macro": run.get("f1_macro"), "f1_weighted": run.get("f1_weighted"),
-            "paper": f"study {paper['study']}" if paper is not None else "",
-            "paper_split": paper["split"] if paper is not None else "",
-            "paper_accuracy": paper["accuracy"] if paper is not None else float("nan"),
-            "paper_f1": paper.get("f1_weighted", float("nan")) if paper is not None else float("nan"),
-            "paper_f1_kind": "weighted" if paper is not None and pd.notna(paper.get("f1_weighted")) else "",
-        })
-    if len(transfer):
-        backbones = dict(zip(transfer["run"], transfer["backbone"]))
-        for _, row in beside(transfer).reset_index().iterrows():
-            rows.append({"experiment": "transfer", "model": backbones.get(row["run"]), **row.to_dict(),
-                         "paper_split": "test" if row.get("paper") else ""})
-    out = pd.DataFrame(rows)
-    empty = [c for c in out.columns if out[c].isna().all() or (out[c].astype(str) == "").all()]
-    return out.drop(columns=empty)
-
-
-    return pd.DataFrame(rows)
-
 
 def _study_d(figure: str, model: str, variant: str, match: dict, ours: Sequence[str] = ("auc",), **numbers) -> dict:
     """One row of study D: a figure (or our addition, ``ours``) with the numbers its text gives, and the runs that
     stand beside it (07's parameters; every run of the ``isic_archive`` task)."""
+    source = "our addition" if figure == "ours" else f"section VII, Fig. {figure}"
     return {"study": "D", "task": "isic_archive", "figure": figure, "model": model, "variant": variant, "split": "test",
-            **numbers, "ours": list(ours), "match": {"experiment": "binary", "task": "isic_archive", **match}}
+            "source": source, **numbers, "ours": list(ours), "match": {"experiment": "binary", "task": "isic_archive", **match}}
 
 
 _MOBILENET = {"model": "image", "backbone": "mobilenetv2"}
@@ -225,24 +155,152 @@ STUDY_D: list[dict] = [
              {"model": "subtypes"}, ours=("balanced_accuracy", "f1_macro")),
 ]
 
-#: Binary tasks: study B's validation numbers (melanoma vs rest) and study D's figures (:data:`STUDY_D`).
+
+#: Binary tasks. Study B: validation numbers (melanoma vs rest; Table 1, average precision in section 5.4).
+#: Study D: its figures (:data:`STUDY_D`; the AUCs near 0.5: what was run, not a bar to clear).
 REPORTED_BINARY: list[dict] = [
-    *STUDY_D,
-    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711, "average_precision": float("nan"),
-     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": "resnet18"}},
-    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441,
-     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": ["vit_small_patch16_224.dino", "dino"]}},
-    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415,
-     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone_prefix": "clip-"}},
+    {"study": "B", "task": "melanoma", "model": "ResNet-18 (ImageNet, one logit)", "split": "val", "source": "Table 1",
+     "accuracy": 0.942, "precision": 0.788, "sensitivity": 0.647, "auc": 0.711,
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone": ["resnet18", "resnet18.tv_in1k"],
+               "freeze_fraction": 0.0}},
+    {"study": "B", "task": "melanoma", "model": "DINO ViT-S/16, linear head", "split": "val", "source": "Table 1",
+     "sources": {"average_precision": "section 5.4, Figure 7"},
+     "accuracy": 0.760, "precision": 0.290, "sensitivity": 0.796, "auc": 0.865, "average_precision": 0.441,
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image",
+               "backbone": ["vit_small_patch16_224.dino", "dino"]}},
+    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32 + MLP head", "split": "val", "source": "Table 1",
+     "sources": {"average_precision": "section 5.4, Figure 7"},
+     "accuracy": 0.791, "precision": 0.320, "sensitivity": 0.782, "auc": 0.877, "average_precision": 0.415,
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone_prefix": "clip-",
+               "freeze_fraction": 0.0}},
+    {"study": "B", "task": "melanoma", "model": "CLIP ViT-B/32, image tower frozen (linear probe)", "split": "val",
+     "source": "section 5.7", "note": "fine-tuning beat linear probing (no number given)",
+     "ours": ["auc", "average_precision"],
+     "match": {"experiment": "binary", "task": "melanoma", "model": "image", "backbone_prefix": "clip-",
+               "freeze_fraction": 1.0}},
     {"study": "B", "task": "melanoma", "model": "ensemble of DINO and CLIP (average of the two)", "split": "test",
-     "note": "study B proposed it as future work: no number to match", "ours": ["auc", "average_precision",
-     "sensitivity", "precision"], "needs": "07's DINO and CLIP melanoma runs (full profile), then 08",
+     "source": "sections 5.7 and 6 (future work)", "note": "study B proposed it as future work: no number to match",
+     "ours": ["auc", "average_precision", "sensitivity", "precision"],
+     "needs": "07's DINO and CLIP melanoma runs (full profile), then 08",
      "match": {"experiment": "ensembles", "run_prefix": "dino-clip"}},
+    *STUDY_D,
 ]
+
+#: Every metric a paper row may hold, in the order tables show them.
+METRICS = ("accuracy", "train_accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "precision_macro",
+           "recall_macro", "f1_macro", "precision", "sensitivity", "auc", "average_precision", "val_accuracy", "tp",
+           "fn", "fp")
+#: Everything the studies reported: 7-class models, binary tasks, ensembles.
+ALL_REPORTED: list[dict] = [*REPORTED, *REPORTED_BINARY, *REPORTED_ENSEMBLES]
+#: The run parameters the ``match`` rules read (what 05 and 06 gather from the registry for :func:`beside`).
+MATCH_KEYS: tuple[str, ...] = tuple(sorted({k.removesuffix("_prefix") for r in ALL_REPORTED
+                                            for k in (r.get("match") or {}) if k not in ("experiment", "run_prefix")}))
+
+
+def numbers(rows: list[dict] = ALL_REPORTED) -> list[dict]:
+    """Every number of `rows`, one entry each: study, model, variant, metric, value and source (table / figure)."""
+    out = []
+    for row in rows:
+        for metric in METRICS:
+            value = row.get(metric)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out.append({"study": row["study"], "model": row["model"], "variant": row.get("variant", ""),
+                            "metric": metric, "value": value,
+                            "source": (row.get("sources") or {}).get(metric, row["source"])})
+    return out
+
+
+def matches(paper: dict, run) -> bool:
+    """Whether a registry run is a run of the paper row's model and variant: every key of the row's ``match`` equals
+    the run's parameter (or its experiment); a list means any of its values; a key ``<name>_prefix`` asks the run's
+    name (``run_prefix``) or parameter ``<name>`` to start with the value. The run is a mapping (a row of
+    :func:`skinlib.registry.gather`) holding its parameters under ``params`` or as columns of their own."""
+    want = paper.get("match") or {}
+    params = run.get("params")
+    params = params if isinstance(params, dict) else run
+    for key, value in want.items():
+        if key.endswith("_prefix"):
+            have = run.get("run", "") if key == "run_prefix" else params.get(key[:-len("_prefix")])
+            if not str(have or "").startswith(value):
+                return False
+            continue
+        have = run.get("experiment") if key == "experiment" else params.get(key)
+        if isinstance(have, float) and math.isnan(have):
+            have = None
+        if isinstance(value, (list, tuple, set)):
+            if have not in value:
+                return False
+        elif have != value:
+            return False
+    return bool(want)
+
+
+def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` without the columns that hold nothing (all NaN or empty strings)."""
+    empty = [c for c in table.columns if table[c].replace("", float("nan")).isna().all()]
+    return table.drop(columns=empty)
+
+
+def reported(backbone: str | None = None) -> pd.DataFrame:
+    """The studies' reported numbers of 7-class models, optionally for one backbone (columns it has no number in
+    left out), each with its split and source."""
+    table = pd.DataFrame(REPORTED).drop(columns="match")
+    return _without_empty_columns(table[table["backbone"] == backbone] if backbone else table).reset_index(drop=True)
+
+
+def compare(metrics: dict[str, float], backbone: str, label: str = "this run (test)") -> pd.DataFrame:
+    """One run's test metrics in a row above each number a study reported for the same model.
+
+    Args:
+        metrics: the run's test metrics (``accuracy``, ``balanced_accuracy``, ``f1_weighted``, ...).
+        backbone: the model's key in :data:`REPORTED` (``custom_cnn``, ``rf``, ``resnet50``, ...).
+        label: the name of the run's row.
+    """
+    papers = reported(backbone)
+    columns = ["balanced_accuracy", *(c for c in METRICS if c in papers and c != "train_accuracy")]
+    rows = {label: {c: metrics.get(c) for c in columns}}
+    for _, paper in papers.iterrows():
+        name = f"study {paper['study']}, reported ({paper['split']})" + (f", {paper['variant']}" if paper.get("variant") else "")
+        rows[name] = {c: paper.get(c) for c in columns}
+    return pd.DataFrame(rows).T.astype(float)
+
+
+def reported_ensembles() -> pd.DataFrame:
+    """Study E's reported ensemble and mix-model numbers (one row per method)."""
+    return pd.DataFrame(REPORTED_ENSEMBLES).drop(columns=["match", "needs"], errors="ignore")
+
+
+def beside(runs: pd.DataFrame, rows: list[dict] = REPORTED) -> pd.DataFrame:
+    """Each registry run (a row of :func:`skinlib.registry.gather` with ``experiment`` and the parameters of
+    :data:`MATCH_KEYS`) beside every paper row it :func:`matches`, on the paper's metrics; a run no paper row matches
+    has one row with empty paper columns. Columns empty in every row are left out.
+
+    Args:
+        runs: registry runs.
+        rows: the paper rows to look in (default: the 7-class models of every study).
+    """
+    ours = ("balanced_accuracy", "accuracy", "val_accuracy", "f1_weighted", "f1_macro")
+    out = []
+    for _, run in runs.iterrows():
+        base = {"experiment": run.get("experiment", ""), "run": run["run"], **{m: run.get(m) for m in ours}}
+        found = [paper for paper in rows if matches(paper, run)]
+        for paper in found or [None]:
+            if paper is None:
+                out.append(base)
+                continue
+            out.append({**base, "paper": f"study {paper['study']}: {paper['model']}"
+                        + (f" ({paper['variant']})" if paper.get("variant") else ""),
+                        "paper_split": paper.get("split", ""), "paper_source": paper.get("source", ""),
+                        **{f"paper_{m}": paper[m] for m in METRICS if m in paper}})
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    table = table.drop(columns="experiment") if (table["experiment"].astype(str) == "").all() else table
+    return _without_empty_columns(table).set_index("run")
 
 
 def reported_binary(task: str | None = None) -> pd.DataFrame:
-    """The binary studies' reported numbers (study B), optionally for one task (empty for ``isic_archive``)."""
-    table = pd.DataFrame([r for r in REPORTED_BINARY if r["study"] == "B" and "note" not in r]).drop(
-        columns=["match", "needs"], errors="ignore")
-    return table[table["task"] == task].reset_index(drop=True) if task else table
+    """The binary studies' reported numbers (B and D), optionally for one task."""
+    table = pd.DataFrame([r for r in REPORTED_BINARY if "note" not in r]).drop(columns=["match", "needs", "sources"],
+                                                                                  errors="ignore")
+    return _without_empty_columns(table[table["task"] == task] if task else table).reset_index(drop=True)

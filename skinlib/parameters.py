@@ -28,9 +28,11 @@ from typing import Any, Callable
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
-AUGMENTATIONS = ("study_a", "study_e", "none", "study_c")
+AUGMENTATIONS = ("study_a", "study_e", "none", "study_c", "study_b", "study_e_color")
 INTERPOLATIONS = ("bilinear", "nearest")
 RESAMPLE = ("bilinear", "bicubic")
+CROPS = ("squash", "center")
+NORMALIZE = ("pretrained", "train")
 GROUP_BY = ("auto", "lesion", "patient", "image")
 LAYOUTS = ("ham10000", "isic2018", "folders", "isic_archive")
 DATASETS = ("ham10000", "isic2018", "isic_archive")   # what each is: skinlib.data.datasets
@@ -149,6 +151,9 @@ KNOBS: dict[str, Rule] = {
     "augment": one_of(*AUGMENTATIONS),
     "interpolation": one_of(*INTERPOLATIONS),
     "resample": one_of(*RESAMPLE),
+    "crop": one_of(*CROPS),
+    "normalize": one_of(*NORMALIZE),
+    "head_l2": number(0),
     "device": Rule("auto, cpu, cuda, cuda:N or mps", _device_ok),
     "freeze_fraction": number(0, 1),
     "drop_rate": number(0, 1, high_open=True),

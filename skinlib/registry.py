@@ -318,7 +318,7 @@ def predict_recorded(experiment: str, run: str, table: pd.DataFrame, splits: Seq
     dev = resolve_device(device)
     spec = load_spec(experiment, run, root)
     model, preprocess = load_model(experiment, run, root, device=str(dev))
-    cache = build_cache(table, spec.image_size, resample=spec.resample)
+    cache = build_cache(table, spec.image_size, resample=spec.resample, crop=spec.crop)
     parts = {split: table[table["split"] == split] for split in splits}
     return {split: predict(model, Batches(cache, parts[split]["image_id"], np.zeros(len(parts[split]), dtype=int),
                                           batch_size, device=dev), preprocess) for split in splits}

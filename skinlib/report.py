@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import metrics, paths, provenance
 from .data.labels import CLASSES
-from .papers import REPORTED, REPORTED_BINARY, REPORTED_ENSEMBLES
+from .papers import ALL_REPORTED, METRICS as PAPER_METRICS, matches
 from .registry import SPLIT_COST, experiment_folders, gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
@@ -29,10 +29,6 @@ STUDIES: dict[str, str] = {
     "D": "ISIC archive benign vs malignant with patient metadata (AUC)",
     "E": "HAM10000 transfer learning, ensembles, mix-model (accuracy, macro F1)",
 }
-PAPER_METRICS = ("accuracy", "f1_weighted", "f1_macro", "precision", "sensitivity", "auc", "average_precision",
-                 "val_accuracy", "tp", "fn", "fp")
-#: Every number the studies reported: 7-class models, binary tasks, ensembles.
-ALL_REPORTED: list[dict] = [*REPORTED, *REPORTED_BINARY, *REPORTED_ENSEMBLES]
 
 
 def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
@@ -143,26 +139,6 @@ def banner(runs: pd.DataFrame) -> None:
                           f'font-weight:bold">&#9888; {text}</div>', "text/plain": f"WARNING: {text}"}, raw=True)
 
 
-def _matches(paper: dict, run: pd.Series) -> bool:
-    """A paper row matches a run when every key of its ``match`` equals the run's parameter (or experiment); a key
-    ``<name>_prefix`` asks the run's name (``run_prefix``) or parameter ``<name>`` to start with the value."""
-    want = paper.get("match") or {}
-    params = run.get("params") or {}
-    for key, value in want.items():
-        if key.endswith("_prefix"):
-            have = run.get("run", "") if key == "run_prefix" else params.get(key[:-len("_prefix")])
-            if not str(have or "").startswith(value):
-                return False
-            continue
-        have = run.get("experiment") if key == "experiment" else params.get(key)
-        if isinstance(value, (list, tuple, set)):
-            if have not in value:
-                return False
-        elif have != value:
-            return False
-    return bool(want)
-
-
 def split_of(params: dict | None, data: dict | None = None) -> str:
     """How a run's data was split, in words: from its record (``run.json``'s ``data``: what the split kept together
     on the data it divided), else from its ``split_name`` (02's names start with how they group):
@@ -188,16 +164,20 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
     precision, accuracy, ...) and balanced accuracy are at the threshold it chose on validation (Youden's J, shown),
     not at 0.5 (study D's confusion counts ``tp``, ``fn``, ``fp``: at 0.5, a sigmoid's default, as the paper's). Study
     D: one row per figure, with the paper's figure number; rows ``ours`` are our additions. A paper row without a
-    run says "not run" (`matched_only`: is left out). Each run
-    shows its split (:func:`split_of`); a run on the studies' image-level split comes after the grouped ones, since
+    run says "not run" (`matched_only`: is left out). Each run shows its split (:func:`split_of`), each paper
+    row the split it was measured on (``paper split``: val or test of the study's own, see
+    :data:`~skinlib.papers.PAPER_SPLITS`) and its table or figure; a run on the studies' image-level split comes
+    after the grouped ones, since
     its number is inflated by lesions in both train and test."""
     rows = []
     for paper in (r for r in reported if r["study"] == study):
         metric_cols = [m for m in PAPER_METRICS if paper.get(m) is not None and not _isnan(paper.get(m))]
-        ours_cols = [*metric_cols, *(m for m in paper.get("ours", []) if m not in metric_cols)]
-        matched = runs[runs.apply(lambda r: _matches(paper, r), axis=1)] if len(runs) else runs
+        ours_cols = [*(m for m in metric_cols if m != "train_accuracy"),
+                     *(m for m in paper.get("ours", []) if m not in metric_cols)]
+        matched = runs[runs.apply(lambda r: matches(paper, r), axis=1)] if len(runs) else runs
         base = {**({"figure": paper["figure"]} if paper.get("figure") else {}),
                 "model": paper["model"], "variant": paper.get("variant") or paper.get("split", ""),
+                "paper split": paper.get("split", ""), "paper source": paper.get("source", ""),
                 **({"paper": paper["note"]} if paper.get("note") else {}),
                 **{f"paper {m}": paper[m] for m in metric_cols}}
         if matched is None or matched.empty:

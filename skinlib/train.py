@@ -121,6 +121,18 @@ def _optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """The trained parameters in optimiser groups: all with `weight_decay`, except the weights of layers carrying an
+    ``l2`` attribute (a Keras-style penalty ``l2 * sum(w ** 2)``, e.g. study E's head), which get ``2 * l2`` more:
+    the same gradient for adam and sgd (decoupled, and so not the same, for adamw)."""
+    extra = {id(m.weight): 2 * float(m.l2) for m in model.modules()
+             if getattr(m, "l2", 0) and isinstance(getattr(m, "weight", None), torch.Tensor)}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trained if id(p) not in extra], "weight_decay": weight_decay}]
+    groups += [{"params": [p], "weight_decay": weight_decay + extra[id(p)]} for p in trained if id(p) in extra]
+    return [g for g in groups if g["params"]]
+
+
 def _scheduler(config: FitConfig, optimizer):
     if config.scheduler == "none":
         return None
@@ -267,8 +279,7 @@ def fit(
         model.to(memory_format=torch.channels_last)
     preprocess_train.to(device)
     preprocess_eval.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _optimizer(config.optimizer, params, config.lr, config.weight_decay)
+    optimizer = _optimizer(config.optimizer, param_groups(model, config.weight_decay), config.lr, config.weight_decay)
     scheduler = _scheduler(config, optimizer)
     criterion = _loss(config, binary, device)
     step = distributed.wrap(model, device) if size > 1 else model

@@ -97,7 +97,8 @@ def _record_mixed(rng):
     weighted = {s: ensemble.soft_average([truth[s], members[2][s]]) for s in parts}
     registry.record("ensembles", "weighted-val-fitted", {}, parts, ensemble.evaluate(parts, weighted, n_boot=20))
     bparts, bproba = binary_parts(rng)
-    registry.record("binary", "B-resnet18-image-natural", {"task": "melanoma", "model": "image", "backbone": "resnet18"},
+    registry.record("binary", "B-resnet18-image-natural", {"task": "melanoma", "model": "image", "backbone": "resnet18",
+                                                                 "freeze_fraction": 0.0},
                     bparts, evaluation.evaluate_binary(bparts, bproba, "mel", n_boot=20))
     sub = {s: p.assign(label=p["label"] % 4) for s, p in parts.items()}
     sub_proba = {s: rng.dirichlet(np.ones(4), len(p)) for s, p in sub.items()}

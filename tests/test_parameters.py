@@ -38,7 +38,7 @@ def plan_with(project, text: str):
      "ratios = [0.5, 0.5, 0.5] is not allowed: use three numbers >= 0 (train, val, test) that sum to 1"),
     ("backbone: resnet51", "backbone = 'resnet51' is not allowed: use one of resnet18, resnet50"),
     ("augment: study_z",
-     "augment = 'study_z' is not allowed: use one of study_a, study_e, none, study_c (did you mean 'study_e'?)"),
+     "augment = 'study_z' is not allowed: use one of study_a, study_e, none, study_c, study_b, study_e_color (did you mean 'study_e'?)"),
     ("max_epochs: 0", "max_epochs = 0 is not allowed: use an integer >= 1"),
     ("run_name: a/b", "run_name = 'a/b' is not allowed"),
     ("data_dir: /no/such/folder", "data_dir = '/no/such/folder' is not allowed: use None or an existing folder"),

@@ -74,31 +74,15 @@ def test_figures_tables_and_names(tmp_path):
         load_run("exp", "nope", tmp_path)
 
 
-def test_runs_beside_the_papers_numbers():
-    from skinlib.papers import beside
-
-    runs = pd.DataFrame([
-        {"run": "a", "backbone": "resnet50", "grayscale": True, "augment": "study_e", "accuracy": 0.5,
-         "balanced_accuracy": 0.4, "f1_macro": 0.3, "f1_weighted": 0.45},
-        {"run": "b", "backbone": "resnet18", "grayscale": False, "augment": "none", "accuracy": 0.6,
-         "balanced_accuracy": 0.5, "f1_macro": 0.4, "f1_weighted": 0.55},
-    ])
-    table = beside(runs)
-    assert table.loc["a", "variant"] == "gray, aug" and table.loc["a", "paper"] == "study E"
-    assert table.loc["a", "paper_accuracy"] == 0.81 and table.loc["a", "paper_f1"] == 0.67
-    assert table.loc["b", "paper"] == "" and pd.isna(table.loc["b", "paper_accuracy"])
-    only_ours = beside(runs.iloc[1:])
-    assert not any(c.startswith("paper") for c in only_ours.columns), "columns no run has a number in are left out"
-    assert "backbone" not in only_ours.columns and only_ours.index.name == "run"
-
-
 def test_a_run_compared_with_what_its_study_reported():
     from skinlib.papers import compare
 
     table = compare({"accuracy": 0.5, "balanced_accuracy": 0.4, "f1_weighted": 0.45, "f1_macro": 0.3}, "custom_cnn")
-    assert list(table.index) == ["this run (test)", "study A, reported"]
-    assert list(table.columns) == ["balanced_accuracy", "accuracy", "f1_weighted"]    # study A gave no macro F1
-    assert table.loc["study A, reported", "accuracy"] == 0.7614 and pd.isna(table.loc["study A, reported", "balanced_accuracy"])
+    assert list(table.index) == ["this run (test)", "study A, reported (test)"]
+    assert list(table.columns) == ["balanced_accuracy", "accuracy", "precision_weighted", "recall_weighted",
+                                   "f1_weighted"]                                      # study A gave no macro F1
+    paper = table.loc["study A, reported (test)"]
+    assert paper["accuracy"] == 0.7614 and paper["precision_weighted"] == 0.7324 and pd.isna(paper["balanced_accuracy"])
 
 
 def test_run_records_threads_and_versions(tmp_path):

@@ -161,9 +161,9 @@ def test_a_specialist_is_not_a_seven_class_model(registry):
 def test_study_b_clip_row_lists_07s_clip_runs_and_study_d_its_subtype_model(registry):
     runs = report.runs_table(registry)
     table = report.study_table("B", runs)
-    clip = table[table["model"].str.startswith("CLIP")].iloc[0]
-    assert clip["our run"] == "not run: needs the full profile"
-    base = {"task": "melanoma", "model": "image"}
+    clip = table[table["model"].str.startswith("CLIP ViT-B/32 + MLP")].iloc[0]
+    assert clip["our run"] == "not run: needs the full profile" and clip["paper split"] == "val"
+    base = {"task": "melanoma", "model": "image", "freeze_fraction": 0.0}
     record(registry, "binary", "B-clip-image-natural", np.repeat([0, 1], 5), onehot(np.repeat([0, 1], 5)),
            {**base, "backbone": "clip-ViT-B-32"})
     record(registry, "binary", "B-dino-image-natural", np.repeat([0, 1], 5), onehot(np.repeat([0, 1], 5)),
@@ -172,7 +172,7 @@ def test_study_b_clip_row_lists_07s_clip_runs_and_study_d_its_subtype_model(regi
            {"task": "isic_archive", "model": "subtypes", "backbone": "small_cnn"})
     runs = report.runs_table(registry)
     table = report.study_table("B", runs)
-    assert table.loc[table["model"].str.startswith("CLIP"), "our run"].tolist() == ["binary/B-clip-image-natural"]
+    assert table.loc[table["model"].str.startswith("CLIP ViT-B/32 + MLP"), "our run"].tolist() == ["binary/B-clip-image-natural"]
     assert table.loc[table["model"].str.startswith("DINO"), "our run"].tolist() == ["binary/B-dino-image-natural"]
     d = report.study_table("D", runs)
     ran = d[d["our run"].str.startswith("binary/")]
@@ -200,6 +200,7 @@ def test_study_d_puts_each_run_beside_its_figure_with_the_papers_numbers(registr
     assert ours.loc[ours["model"].str.contains("weighted sampler"), "our run"].tolist() == ["binary/D-mobilenetv2-image-balanced"]
     assert report.reported_counts()["D"] == 6                 # the figures with a number in the text; ours not counted
     assert report.study_table("D", report.runs_table(registry), matched_only=True)["our run"].str.startswith("binary/").all()
+    assert d.drop(index="ours")["paper source"].str.contains("Fig").all()
 
 
 def test_isic_csv_listing(registry):

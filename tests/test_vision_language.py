@@ -251,25 +251,3 @@ def test_image_size_reaches_a_given_config():
     assert clip.pretrained_cfg["input_size"] == blip.pretrained_cfg["input_size"] == (3, 96, 96)
     assert input_size_of(clip) == input_size_of(blip) == 96
     assert TINY_CLIP["vision_cfg"]["image_size"] == 64                     # the shared default is left alone
-
-
-def test_every_run_beside_the_papers_numbers():
-    import pandas as pd
-
-    from skinlib.papers import beside_all
-
-    vl = pd.DataFrame([
-        {"run": "a", "family": "clip", "head": "linear", "weight_decay": 0.0, "augment": "none", "accuracy": 0.5},
-        {"run": "b", "family": "blip", "head": "linear", "weight_decay": 0.0, "augment": "none", "accuracy": 0.4},
-        {"run": "c", "family": "clip", "head": "prompt", "weight_decay": 0.01, "augment": "none", "accuracy": 0.3,
-         "val_accuracy": 0.35},
-        {"run": "d", "family": "clip", "head": "zero-shot", "weight_decay": 0.0, "augment": "none", "accuracy": 0.1},
-    ])
-    transfer = pd.DataFrame([{"run": "t", "backbone": "resnet50", "grayscale": False, "augment": "study_e",
-                              "accuracy": 0.6}])
-    table = beside_all(vl, transfer).set_index("run")
-    assert table.loc["a", "paper_accuracy"] == 0.8496 and table.loc["b", "paper_accuracy"] == 0.8323
-    assert table.loc["c", "paper"] == "study C" and table.loc["c", "paper_accuracy"] == 0.804
-    assert table.loc["c", "paper_split"] == "val" and table.loc["c", "val_accuracy"] == 0.35
-    assert table.loc["d", "paper"] == "" and table.loc["t", "paper"] == "study E"
-    assert "f1_macro" not in table.columns and "balanced_accuracy" not in table.columns   # empty in every row

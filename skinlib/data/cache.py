@@ -1,7 +1,7 @@
 """The image cache: every image decoded and resized once, stored as one uint8 array on disk (memory-mapped).
 
-Keyed by the catalog fingerprint, the image size and the resampling filter (``bilinear``; ``bicubic`` for the
-preprocessing of CLIP and DINO), so a changed catalog gets a new cache and a moved dataset keeps its old one.
+Keyed by the catalog fingerprint, the image size, the resampling filter (``bilinear``; ``bicubic`` for the
+preprocessing of CLIP and DINO) and the crop (``squash``; ``center`` for CLIP's), so a changed catalog gets a new cache and a moved dataset keeps its old one.
 Decoding uses the JPEG decoder's DCT scaling (PIL ``draft``): a 600 x 450 JPEG wanted at 224 px is decoded at
 300 x 225 directly, about 3x less work.
 """
@@ -29,17 +29,26 @@ CACHE_VERSION = 1
 FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 
 
-def load_image(path: str | Path, size: int, resample: str = "bilinear") -> np.ndarray:
-    """Decode one image to RGB uint8 `size` x `size` (aspect ratio not kept, as in the studies).
+def load_image(path: str | Path, size: int, resample: str = "bilinear", crop: str = "squash") -> np.ndarray:
+    """Decode one image to RGB uint8 `size` x `size`.
 
     Args:
         path: the image file.
         size: side of the square output.
         resample: the resize filter, ``bilinear`` or ``bicubic``.
+        crop: ``squash`` (the whole image resized to a square, aspect ratio not kept, as most studies did) or
+            ``center`` (shorter side resized to `size`, then the central square: CLIP's preprocessing).
     """
     with Image.open(path) as im:
         im.draft("RGB", (size, size))          # JPEG: decode at 1/2, 1/4 or 1/8 scale when that stays >= size
         im = im.convert("RGB")
+        if crop == "center" and im.size[0] != im.size[1]:
+            w, h = im.size
+            scale = size / min(w, h)
+            w, h = max(size, round(w * scale)), max(size, round(h * scale))
+            im = im.resize((w, h), FILTERS[resample])
+            left, top = (w - size) // 2, (h - size) // 2        # torchvision's CenterCrop rounds the same way
+            im = im.crop((left, top, left + size, top + size))
         if im.size != (size, size):
             im = im.resize((size, size), FILTERS[resample])
         return np.asarray(im)
@@ -71,26 +80,27 @@ class ImageCache:
         return out
 
 
-def _fill(args: tuple[str, int, int, list[str], str]) -> list[str]:
-    array_path, size, start, files, resample = args
+def _fill(args: tuple[str, int, int, list[str], str, str]) -> list[str]:
+    array_path, size, start, files, resample, crop = args
     array = np.load(array_path, mmap_mode="r+")
     failures = []
     for i, path in enumerate(files):
         try:
-            array[start + i] = load_image(path, size, resample)
+            array[start + i] = load_image(path, size, resample, crop)
         except Exception as exc:
             failures.append(f"{path} ({type(exc).__name__}: {exc})")
     array.flush()
     return failures
 
 
-def _folder_name(catalog_print: str, size: int, resample: str) -> str:
-    return f"{catalog_print}-{size}px" + ("" if resample == "bilinear" else f"-{resample}")
+def _folder_name(catalog_print: str, size: int, resample: str, crop: str = "squash") -> str:
+    return (f"{catalog_print}-{size}px" + ("" if resample == "bilinear" else f"-{resample}")
+            + ("" if crop == "squash" else f"-{crop}"))
 
 
-def cache_key(catalog: pd.DataFrame, size: int, resample: str = "bilinear") -> str:
+def cache_key(catalog: pd.DataFrame, size: int, resample: str = "bilinear", crop: str = "squash") -> str:
     """Folder name of the cache for this catalog at this size and resize filter."""
-    return _folder_name(fingerprint(catalog), size, resample)          # the folder build_cache uses
+    return _folder_name(fingerprint(catalog), size, resample, crop)    # the folder build_cache uses
 
 
 def build_cache(
@@ -102,6 +112,7 @@ def build_cache(
     rebuild: bool = False,
     progress: bool = False,
     resample: str = "bilinear",
+    crop: str = "squash",
 ) -> ImageCache:
     """The image cache of `catalog` at `image_size`: opened if it exists, else built (in parallel) and saved.
 
@@ -113,6 +124,8 @@ def build_cache(
         rebuild: build again even if a cache exists.
         progress: print progress to stderr.
         resample: the resize filter: ``bilinear``, or ``bicubic`` (CLIP's and DINO's preprocessing).
+        crop: ``squash`` (whole image to a square) or ``center`` (shorter side to `image_size`, central square:
+            CLIP's preprocessing); see :func:`load_image`.
 
     Raises:
         KnobError: an image size outside :data:`skinlib.parameters.KNOBS`' range.
@@ -120,16 +133,18 @@ def build_cache(
     """
     parameters.check("image_size", image_size)
     parameters.check("resample", resample)
+    parameters.check("crop", crop)
     root = Path(root) if root else paths.cache_dir()
     catalog_print = fingerprint(catalog)            # stats every file once: reuse it for the key and the meta
-    folder = root / _folder_name(catalog_print, image_size, resample)
+    folder = root / _folder_name(catalog_print, image_size, resample, crop)
     if rebuild and folder.exists():
         shutil.rmtree(folder)
     if not (folder / "meta.json").is_file():
         leftovers.report(leftovers.sweep(root) if root.is_dir() else [])
         tmp = folder.with_name(folder.name + f".partial-{paths.owner()}")
         try:
-            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print, resample)
+            _build(catalog, image_size, folder, tmp, jobs or os.cpu_count() or 1, progress, catalog_print, resample,
+                   crop)
         except BaseException:                       # an error or Ctrl-C: no half-built cache stays behind
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -139,7 +154,7 @@ def build_cache(
 
 
 def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int, progress: bool,
-           catalog_print: str, resample: str = "bilinear") -> None:
+           catalog_print: str, resample: str = "bilinear", crop: str = "squash") -> None:
     started = time.time()
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -147,7 +162,7 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
     array_path = str(tmp / "images.npy")
     np.lib.format.open_memmap(array_path, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3)).flush()
     chunk = max(16, min(256, len(files) // (4 * jobs) + 1))
-    tasks = [(array_path, size, s, files[s:s + chunk], resample) for s in range(0, len(files), chunk)]
+    tasks = [(array_path, size, s, files[s:s + chunk], resample, crop) for s in range(0, len(files), chunk)]
     failures: list[str] = []
     if jobs <= 1:
         results = map(_fill, tasks)
@@ -170,7 +185,7 @@ def _build(catalog: pd.DataFrame, size: int, folder: Path, tmp: Path, jobs: int,
         raise CatalogError(f"{len(failures)} images could not be decoded:\n    {shown}\n"
                            "Download these files again, or remove them and their catalog rows.")
     catalog[["image_id"]].to_csv(tmp / "image_ids.csv", index=False)
-    meta = {"version": CACHE_VERSION, "size": size, "resample": resample, "n": len(files),
+    meta = {"version": CACHE_VERSION, "size": size, "resample": resample, "crop": crop, "n": len(files),
             "catalog_fingerprint": catalog_print,
             "seconds": round(time.time() - started, 1)}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))

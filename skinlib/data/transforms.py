@@ -147,29 +147,35 @@ class StudyAAugment(Augment):
     once (torchvision resamples after each of them: nearest for rotation and translation, bilinear for the
     resize and the crop)."""
 
-    def __init__(self, interpolation: str = "bilinear"):
+    def __init__(self, interpolation: str = "bilinear", *, rotation: float = 90.0, flip: float = 0.5,
+                 translate: float = 0.1, scale: tuple[float, float] = (0.8, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), jitter: float = 0.2, hue: float = 0.05,
+                 noise: float = 0.5):
         super().__init__(interpolation)
         self.noise = NoiseBank()
+        self.rotation, self.flip, self.translate, self.scale, self.ratio = rotation, flip, translate, scale, ratio
+        self.jitter, self.hue, self.noise_p = jitter, hue, noise
 
     def forward(self, x: torch.Tensor, value_range: float = 1.0,
                 normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         n, dev = x.shape[0], x.device
-        rot = _rotation(-torch.deg2rad(_uniform(n, -90, 90, dev)))          # inverse rotation: output -> input
-        flip = torch.where(torch.rand(n, device=dev) < 0.5, -1.0, 1.0)
-        scale = _uniform(n, 0.8, 1.0, dev)
-        ratio = torch.exp(_uniform(n, math.log(3 / 4), math.log(4 / 3), dev))
+        rot = _rotation(-torch.deg2rad(_uniform(n, -self.rotation, self.rotation, dev)))   # inverse: output -> input
+        flip = torch.where(torch.rand(n, device=dev) < self.flip, -1.0, 1.0)
+        scale = _uniform(n, *self.scale, dev)
+        ratio = torch.exp(_uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), dev))
         w, h = torch.sqrt(scale * ratio).clamp(max=1), torch.sqrt(scale / ratio).clamp(max=1)
         centre = torch.stack([(torch.rand(n, device=dev) * 2 - 1) * (1 - w), (torch.rand(n, device=dev) * 2 - 1) * (1 - h)], -1)
-        shift = _uniform(2 * n, -0.2, 0.2, dev).view(n, 2)                   # 10% of the side = 0.2 normalised
+        shift = _uniform(2 * n, -2 * self.translate, 2 * self.translate, dev).view(n, 2)   # 10% of the side = 0.2
         pre = rot * torch.stack([flip, torch.ones_like(flip)], -1).unsqueeze(1)   # R^-1 @ diag(flip, 1)
         matrix = pre * torch.stack([w, h], -1).unsqueeze(1)
         offset = (pre @ (centre - shift).unsqueeze(-1)).squeeze(-1)
         x = _warp(x, matrix, offset, "zeros", self.interpolation, self.scratch)
 
         gray = _GRAY.to(dev)
-        brightness = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
-        saturation = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
-        hue = _uniform(n, -0.05, 0.05, dev) * 2 * math.pi
+        low, high = 1 - self.jitter, 1 + self.jitter
+        brightness = _uniform(n, low, high, dev).view(n, 1, 1)
+        saturation = _uniform(n, low, high, dev).view(n, 1, 1)
+        hue = _uniform(n, -self.hue, self.hue, dev) * 2 * math.pi
         eye = torch.eye(3, device=dev)
         sat = saturation * eye + (1 - saturation) * gray.view(1, 1, 3)
         yiq = _YIQ.to(dev)
@@ -179,7 +185,7 @@ class StudyAAugment(Augment):
         colour = torch.linalg.inv(yiq) @ rot_iq @ yiq @ sat * (brightness / value_range)   # (n, 3, 3)
         # contrast blends towards the image's mean grey level; colour mixing is linear, so that mean is
         # known before mixing, and colour, contrast and their offset are one affine map: a single pass
-        contrast = _uniform(n, 0.8, 1.2, dev).view(n, 1, 1)
+        contrast = _uniform(n, low, high, dev).view(n, 1, 1)
         grey_mean = (colour @ x.mean((2, 3)).unsqueeze(-1)).squeeze(-1) @ gray      # (n,)
         bias = ((1 - contrast.view(n)) * grey_mean).view(n, 1, 1).expand(n, 3, 1)
         gain, low, high, sigma = colour * contrast, [0.0] * 3, [1.0] * 3, [0.01] * 3
@@ -195,7 +201,7 @@ class StudyAAugment(Augment):
         for c in range(3):
             torch.clamp(mixed[:, c], low[c], high[c], out=flat[:, c])
 
-        for i in (torch.rand(n, device=dev) < 0.5).nonzero().flatten().tolist():
+        for i in (torch.rand(n, device=dev) < self.noise_p).nonzero().flatten().tolist():
             field = self.noise.window(tuple(x.shape[1:]), dev)
             for c in range(3):
                 x[i, c].add_(field[c], alpha=sigma[c]).clamp_(low[c], high[c])
@@ -240,8 +246,32 @@ class StudyCAugment(Augment):
         return _rescale(warped, 1 / value_range, normalise, inplace=True)
 
 
+class StudyBAugment(StudyAAugment):
+    """Study B's ResNet augmentation (torchvision's RandomHorizontalFlip, RandomResizedCrop with its default scale
+    0.08-1 and ratio 3/4-4/3, ColorJitter of brightness, contrast and saturation): the study gives no jitter
+    strength, so 0.2 as study A's. :class:`StudyAAugment`'s passes without rotation, translation, hue or noise."""
+
+    def __init__(self, interpolation: str = "bilinear"):
+        super().__init__(interpolation, rotation=0.0, translate=0.0, scale=(0.08, 1.0), hue=0.0, noise=0.0)
+
+
+class StudyEColorAugment(StudyEAugment):
+    """Study E's geometric augmentation followed by colour jitter (brightness, contrast and saturation 0.2): the
+    colour augmentation study E tried and dropped because it did worse (its strength is not given)."""
+
+    def __init__(self, interpolation: str = "bilinear"):
+        super().__init__(interpolation)
+        self.colour = StudyAAugment(interpolation, rotation=0.0, flip=0.0, translate=0.0, scale=(1.0, 1.0),
+                                    ratio=(1.0, 1.0), hue=0.0, noise=0.0)
+
+    def forward(self, x: torch.Tensor, value_range: float = 1.0,
+                normalise: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        return self.colour(super().forward(x, value_range), 1.0, normalise)
+
+
 def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
-    """The training augmentation `kind` (``study_a``, ``study_e``, ``study_c`` or ``none``).
+    """The training augmentation `kind` (``study_a``, ``study_b``, ``study_e``, ``study_e_color``, ``study_c`` or
+    ``none``).
 
     `interpolation` samples the one composed geometric warp: ``bilinear`` (smoother, the default) or
     ``nearest`` (torchvision's default for rotation and translation; about twice as fast on a CPU).
@@ -253,6 +283,10 @@ def augmentation(kind: str, interpolation: str = "bilinear") -> Augment:
         return StudyEAugment(interpolation)
     if kind == "study_c":
         return StudyCAugment(interpolation)
+    if kind == "study_b":
+        return StudyBAugment(interpolation)
+    if kind == "study_e_color":
+        return StudyEColorAugment(interpolation)
     return NoAugment(interpolation)
 
 

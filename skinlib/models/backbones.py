@@ -22,12 +22,25 @@ def _weights_file(model: str, weights_dir: Path) -> Path | None:
     return None
 
 
-class StudyEHead(nn.Module):
-    """Study E's head: global average pooling -> dense 256 + ReLU -> dropout 0.5 -> classes."""
+class L2Linear(nn.Linear):
+    """A linear layer whose weight carries a Keras-style L2 penalty (``l2 * sum(w ** 2)`` added to the loss):
+    :func:`skinlib.train.fit` gives its weight the equivalent weight decay, ``2 * l2``."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: int = 256, dropout: float = 0.5):
+    def __init__(self, in_features: int, out_features: int, l2: float = 0.0):
+        super().__init__(in_features, out_features)
+        self.l2 = float(l2)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", l2={self.l2:g}"
+
+
+class StudyEHead(nn.Module):
+    """Study E's head: global average pooling -> dense 256 (L2 penalty `l2` on its kernel) + ReLU -> dropout 0.5 ->
+    classes."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 256, dropout: float = 0.5, l2: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        self.net = nn.Sequential(L2Linear(in_features, hidden, l2), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.Linear(hidden, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +70,7 @@ def create_backbone(
     freeze_fraction: float = 0.0,
     image_size: int | None = None,
     drop_rate: float = 0.0,
+    head_l2: float = 0.0,
 ) -> Backbone:
     """A timm backbone with a new head for `num_classes`.
 
@@ -72,6 +86,8 @@ def create_backbone(
             everything, 1 trains the head only (linear probe), 0.5 freezes the first half.
         image_size: input size for models that fix it at creation (ViTs); default: the model's own.
         drop_rate: dropout before the head.
+        head_l2: the ``study_e`` head's L2 penalty on its dense layer (study E's Keras ``kernel_regularizer='l2'``:
+            0.01); must be 0 for the linear head.
 
     Raises:
         KnobError: a head, freeze fraction, image size or dropout outside what :func:`skinlib.models.factories.rules` allow.
@@ -118,10 +134,12 @@ def create_backbone(
             f"Offline? Put {model_name}.safetensors from 'timm/{model_name}' on the Hugging Face hub in a folder and "
             f"pass weights_dir= (or set {WEIGHTS_ENV}); or set pretrained=False.") from exc
     dim = getattr(features, "head_hidden_size", None) or features.num_features   # vgg: 4096 after pre-logits
+    if head_l2 and head != "study_e":
+        raise ValueError(f"head_l2={head_l2} applies to the study_e head only (head={head!r}); set head_l2=0")
     if head == "linear":
         top: nn.Module = nn.Linear(dim, num_classes)
     elif head == "study_e":
-        top = StudyEHead(dim, num_classes)
+        top = StudyEHead(dim, num_classes, l2=head_l2)
     else:
         raise ValueError(f"unknown head {head!r}: use 'linear' or 'study_e'")
     model = Backbone(features, top)

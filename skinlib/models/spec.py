@@ -48,6 +48,7 @@ class ModelSpec:
         grayscale: the model sees grey-scale images (3 identical channels).
         classes: class codes of the outputs, in order (None: the seven HAM10000 classes).
         resample: the resize filter of its image cache (``bilinear``; ``bicubic`` for CLIP's preprocessing).
+        crop: how its image cache fitted images to a square (``squash``; ``center`` for CLIP's preprocessing).
     """
 
     factory: str
@@ -58,6 +59,7 @@ class ModelSpec:
     grayscale: bool = False
     classes: list[str] | None = field(default=None)
     resample: str = "bilinear"
+    crop: str = "squash"
 
     def __post_init__(self):
         self.mean = [float(v) for v in self.mean]

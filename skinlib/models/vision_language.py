@@ -34,6 +34,7 @@ SCRATCH_INIT_STD = 0.02
 
 #: Prompt sets for zero-shot classification and the prompt head: templates x class names (``codes``: the short
 #: class codes; ``names``: the long diagnosis names). Several templates are averaged (template ensembling).
+#: ``study_c`` is the context-aware template study C proposes as future work (its own prompt wording is not given).
 PROMPT_SETS: dict[str, dict[str, Any]] = {
     "codes": {"templates": ["{label}"], "names": "codes"},
     "names": {"templates": ["{label}"], "names": "names"},

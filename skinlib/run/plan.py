@@ -35,7 +35,9 @@ from .. import parameters
 from ..models import factories
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
-RESERVED = {"runs", "name", "resources"}
+#: keys of a parameter file that are not parameters: the runs, a run's name, its cluster resources, and the paper
+#: row a run reproduces (``reproduces: A/ResNet-50``, or ``extension: ...``; see :mod:`skinlib.paper_settings`)
+RESERVED = {"runs", "name", "resources", "reproduces"}
 
 
 class ParameterError(ValueError):
@@ -63,6 +65,7 @@ class Run:
     data: dict[str, Any] = field(default_factory=dict)     # what it reads (:func:`run_data`); empty: no dataset
     #: what its job asks for on a cluster, from its parameter file (``resources:``; :mod:`skinlib.run.cluster`)
     resources: dict[str, int] = field(default_factory=dict)
+    reproduces: str | list[str] | None = None   # the paper row(s) it reproduces, or "extension: ..."
 
 
 #: resource names a parameter file may set per run (``resources: {gpus: 2, time_min: 2880}``)
@@ -321,7 +324,7 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             if not isinstance(variant, dict) or (len(variants) > 1 and "name" not in variant):
                 errors.append(f"{where}: runs[{i}] must be a mapping with a 'name'")
                 continue
-            own = {k: v for k, v in variant.items() if k not in ("name", "resources")}
+            own = {k: v for k, v in variant.items() if k not in RESERVED}
             label = f"{where} runs[{i}]" + (f" ({variant['name']})" if variant.get("name") else "")
             try:
                 check_values(own, params, label, nb_path.name)
@@ -341,7 +344,8 @@ def plan(notebooks_dir: Path, params_dir: Path | None, profile: str,
             wanted = {**(data.get("resources") or {}), **(variant.get("resources") or {})}
             errors += check_resources(wanted, label)
             runs.append(Run(nb_path, name, resolved, gpu,
-                            run_data(resolved, {key: p.default for key, p in params.items()}), wanted))
+                            run_data(resolved, {key: p.default for key, p in params.items()}), wanted,
+                            variant.get("reproduces", data.get("reproduces"))))
     if errors:
         raise ParameterError("parameter files do not fit their notebooks:\n  " + "\n  ".join(errors))
     from .split_names import follow_split
