@@ -209,13 +209,16 @@ def check_choices(models, regimes) -> tuple[list[str], list[str]]:
     return list(models), list(regimes)
 
 
-def run_name(prefix: str | None, task: str, kind: str, regime: str, backbone: str) -> str:
+def run_name(prefix: str | None, task: str, kind: str, regime: str, backbone: str, train_fraction: float = 1.0) -> str:
     """A registry run name: ``<prefix>-<kind>-<regime>``, or by default e.g. ``isic-fusion-small_cnn-balanced``
-    (kind ``subtypes``: the multiclass image model among the malignant subtypes)."""
+    (kind ``subtypes``: the multiclass image model among the malignant subtypes); a share of the training labels
+    below 1 is named last (:func:`skinlib.inputs.fraction_suffix`, e.g. ``-frac0.1``)."""
+    from .inputs import fraction_suffix
+
     if prefix:
-        return f"{prefix}-{kind}-{regime}"
+        return "-".join([prefix, kind, regime, *fraction_suffix(train_fraction)])
     parts = [task_of(task).short, kind] + ([backbone] if kind in ("image", "fusion", "subtypes") else []) + [regime]
-    return "-".join(parts)
+    return "-".join(parts + fraction_suffix(train_fraction))
 
 
 def training_rows(parts: dict[str, pd.DataFrame], regime: str, seed: int = 0, target: str = TARGET) -> pd.DataFrame:
@@ -313,8 +316,9 @@ def normalization(model, kind: str, backbone: str, pretrained: bool, cache, trai
 
 def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame, cache, features, regime: str,
                 preprocess: tuple, config, *, batch_size: int, seed: int = 0, device="cpu",
-                checkpoint_dir=None, resume: bool = True, target: str = TARGET):
-    """Train a network on a regime and predict val and test: returns (probabilities, fit result).
+                checkpoint_dir=None, resume: bool = True, target: str = TARGET, tta: str = "none"):
+    """Train a network on a regime and predict val and test: returns (probabilities, fit result, the
+    test-time-augmented probabilities of `tta` or None for ``none``).
 
     Args:
         model: a network of :func:`make_model` (one logit, or several outputs for the subtypes).
@@ -329,11 +333,14 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
         batch_size, seed, device: as for :class:`skinlib.data.batches.Batches`.
         checkpoint_dir, resume: as for :func:`skinlib.train.fit`.
         target: the labels' column: ``target`` (0 / 1), or ``label`` (class indices, the malignant subtypes).
+        tta: test-time augmentation of a variant predicted beside the plain one (:mod:`skinlib.tta`; evaluation
+            only).
     """
     from dataclasses import replace
 
     from .inputs import split_batches
     from .train import fit, predict_splits
+    from .tta import predict_splits_tta
 
     if regime != "natural":
         config = replace(config, pos_weight=None)
@@ -344,7 +351,8 @@ def fit_network(model, parts: dict[str, pd.DataFrame], train_rows: pd.DataFrame,
                             features=None if features is None else features.transform)
     result = fit(model, loaders["train"], loaders["val"], preprocess[0], preprocess[1], config,
                  checkpoint_dir=checkpoint_dir, resume=resume)
-    return predict_splits(model, loaders, preprocess[1], result), result
+    variant = predict_splits_tta(model, loaders, preprocess[1], tta) if tta != "none" else None
+    return predict_splits(model, loaders, preprocess[1], result), result, variant
 
 
 @dataclass(frozen=True)
@@ -373,12 +381,13 @@ class FittedRun:
     history: pd.DataFrame | None = None   #: per-epoch history of a network (None: the logistic regression)
     best_epoch: int | None = None         #: the epoch kept (networks)
     saved: dict[str, Any] = field(default_factory=dict)   #: ``model`` and ``spec`` of a network, for the registry
+    tta: Any = None                       #: the test-time-augmented variant's evaluation (image networks; None: off)
 
 
 def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: dict[str, pd.DataFrame], features,
                cache, branch: ImageBranch, config, *, batch_size: int, seed: int = 0, device="cpu",
                resume: bool = True, run_name_prefix: str | None = None, min_sensitivity: float = 0.90,
-               n_boot: int = 300) -> Iterator[FittedRun]:
+               n_boot: int = 300, tta: str = "none", train_fraction: float = 1.0) -> Iterator[FittedRun]:
     """07's study: every model kind trained on every regime, in that order (kinds outer), each evaluated on the
     task (thresholds chosen on validation); yields each run as it is done, so that it is recorded before the next
     one trains. A network prints its run name, then fit's progress; it checkpoints into
@@ -397,6 +406,10 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
         batch_size, seed, device, resume: as for :func:`fit_network`.
         run_name_prefix: prefix of the run names (07's ``run_name``; None: made from task, kind, backbone, regime).
         min_sensitivity, n_boot: as for :func:`skinlib.evaluation.evaluate_binary`.
+        tta: the image and fusion networks' test-time augmentation (:mod:`skinlib.tta`), evaluated beside the
+            plain prediction as ``FittedRun.tta`` (thresholds chosen on its own validation predictions).
+        train_fraction: the share of the training labels `parts` holds (named in the run names only: the
+            notebook subsets the train rows, :func:`skinlib.data.splits.train_fraction_subset`).
     """
     from . import metadata
     from .data.transforms import Preprocess, augmentation
@@ -411,7 +424,7 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
     n_features = len(features.names) if features is not None else 0
     for kind in kinds:
         for regime in regimes:
-            name = run_name(run_name_prefix, task, kind, regime, branch.backbone)
+            name = run_name(run_name_prefix, task, kind, regime, branch.backbone, train_fraction)
             rows = training_rows(parts, regime, seed)
             fitted = FittedRun(name, kind, regime, None)
             if kind == "logreg":
@@ -426,10 +439,14 @@ def fit_models(task: str, kinds: Sequence[str], regimes: Sequence[str], parts: d
                                           parts["train"]["image_id"])
                 preprocess = (Preprocess(mean, std, augmentation(branch.augment)), Preprocess(mean, std))
                 print(f"{name}:")
-                proba, result = fit_network(
+                proba, result, variant = fit_network(
                     model, parts, rows, cache, features if kind != "image" else None, regime, preprocess, config,
                     batch_size=batch_size, seed=seed, device=device, resume=resume,
-                    checkpoint_dir=paths.workspace() / "checkpoints" / "binary" / name)
+                    checkpoint_dir=paths.workspace() / "checkpoints" / "binary" / name,
+                    tta=tta if kind in ("image", "fusion") else "none")
+                if variant is not None:
+                    fitted.tta = evaluate_binary(parts, variant, spec.positive, negative=spec.negative,
+                                                 min_sensitivity=min_sensitivity, n_boot=n_boot, seed=seed)
                 fitted.history, fitted.best_epoch = result.history, result.best_epoch
                 factory, kwargs = model_factory(kind, n_features, branch.backbone,
                                                 freeze_fraction=branch.freeze_fraction, image_size=branch.image_size,

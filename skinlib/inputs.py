@@ -153,7 +153,8 @@ class Prepared:
 
 def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_SPLIT, *, image_size: int,
             batch_size: int, seed: int = 0, allow_missing: bool = False, device: str = "auto",
-            localization: str | None = None, classes: Sequence[str] | None = None, crop: str = "squash") -> Prepared:
+            localization: str | None = None, classes: Sequence[str] | None = None, crop: str = "squash",
+            train_fraction: float = 1.0) -> Prepared:
     """What 04-06 do before building a model: the split catalog, the data banner, the image cache, the device and
     the batches per split (train shuffled from `seed`).
 
@@ -165,8 +166,11 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
         classes: a specialist's class codes (:func:`restrict_classes`; the cache still holds every image); None:
             all seven.
         crop: how images enter the cache: ``squash`` or ``center`` (CLIP's; :func:`skinlib.data.cache.load_image`).
+        train_fraction: share of the training labels used (whole lesions, per class, nested per `seed`:
+            :func:`skinlib.data.splits.train_fraction_subset`); val and test are never reduced.
     """
     from .data.cache import build_cache
+    from .data.splits import train_fraction_subset
     from .notebook import banner
     from .train import resolve_device
 
@@ -176,24 +180,32 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
     cache = build_cache(table, image_size, crop=crop)
     table = restrict_classes(table, classes)
     parts = by_split(table)
+    parts["train"] = train_fraction_subset(parts["train"], train_fraction, seed)
     dev = resolve_device(device)
     return Prepared(table, parts, cache, dev, split_batches(cache, parts, batch_size, seed=seed, device=dev),
                     list(classes or CLASSES))
 
 
+def fraction_suffix(train_fraction: float) -> list[str]:
+    """The part of a run name that says its share of the training labels: ``["frac0.1"]``, none for all of them
+    (runs at different fractions never share a name, a registry folder or a checkpoint)."""
+    return [] if train_fraction >= 1 else [f"frac{train_fraction:g}"]
+
+
 def transfer_run_name(backbone: str, *, pretrained: bool, grayscale: bool = False, augment: str = "none",
                       interpolation: str = "bilinear", localization: str | None = None,
-                      classes: Sequence[str] | None = None) -> str:
+                      classes: Sequence[str] | None = None, train_fraction: float = 1.0) -> str:
     """05's registry name of a run made from its options, e.g. ``resnet18-pre-rgb-study_a`` or
-    ``resnet18-scratch-gray-noaug-lower_extremity-mel_vs_nv`` (a specialist's classes last).
+    ``resnet18-scratch-gray-noaug-lower_extremity-mel_vs_nv`` (a specialist's classes, then the share of the
+    training labels, :func:`fraction_suffix`, last).
 
     Args:
-        backbone, pretrained, grayscale, augment, interpolation, localization, classes: 05's parameters
-        (`interpolation` is named only when augmenting with ``nearest``).
+        backbone, pretrained, grayscale, augment, interpolation, localization, classes, train_fraction: 05's
+        parameters (`interpolation` is named only when augmenting with ``nearest``).
     """
     return "-".join(
         [backbone, "pre" if pretrained else "scratch", "gray" if grayscale else "rgb",
          augment if augment != "none" else "noaug"]
         + (["nearest"] if augment != "none" and interpolation == "nearest" else [])
         + ([localization.replace(" ", "_")] if localization else [])
-        + (["_vs_".join(classes)] if classes else []))
+        + (["_vs_".join(classes)] if classes else []) + fraction_suffix(train_fraction))

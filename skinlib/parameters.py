@@ -36,6 +36,7 @@ NORMALIZE = ("pretrained", "train")
 GROUP_BY = ("auto", "lesion", "patient", "image")
 LAYOUTS = ("ham10000", "isic2018", "folders", "isic_archive")
 DATASETS = ("ham10000", "isic2018", "isic_archive")   # what each is: skinlib.data.datasets
+TTA = ("none", "flips", "flips+crops")   # test-time augmentation: skinlib.tta.KINDS
 RATIOS_TOLERANCE = 1e-3
 
 
@@ -156,6 +157,8 @@ KNOBS: dict[str, Rule] = {
     "head_l2": number(0),
     "device": Rule("auto, cpu, cuda, cuda:N or mps", _device_ok),
     "freeze_fraction": number(0, 1),
+    "train_fraction": number(0, 1, low_open=True),
+    "tta": one_of(*TTA),
     "drop_rate": number(0, 1, high_open=True),
 }
 

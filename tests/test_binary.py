@@ -282,7 +282,7 @@ def test_a_multiclass_image_model_trains_on_the_subtypes(tmp_path, archive_table
     assert binary.make_model("fusion", 3, num_classes=k, image_size=16)((torch.randn(2, 3, 16, 16), torch.randn(2, 3))).shape == (2, k)
     cache = build_cache(sub, 16, jobs=1)
     pre = Preprocess((0.5,) * 3, (0.25,) * 3)
-    proba, result = binary.fit_network(model, parts, parts["train"], cache, None, "balanced", (pre, pre),
+    proba, result, _ = binary.fit_network(model, parts, parts["train"], cache, None, "balanced", (pre, pre),
                                        FitConfig(max_epochs=1, device="cpu"), batch_size=16, target="label")
     assert proba["test"].shape == (len(parts["test"]), k) and np.allclose(proba["test"].sum(1), 1, atol=1e-5)
     assert "val_balanced_accuracy" in result.history

@@ -19,11 +19,12 @@ LAYERS: dict[str, int] = {
     "skinlib.tables": 0,
     "skinlib.data": 1, "skinlib.metrics": 1, "skinlib.features": 1, "skinlib.eda": 1,
     "skinlib.models": 2,
-    "skinlib.train": 3, "skinlib.checkpoints": 3, "skinlib.distributed": 3,
+    "skinlib.train": 3, "skinlib.checkpoints": 3, "skinlib.distributed": 3, "skinlib.tta": 3,
     "skinlib.evaluation": 4,
     "skinlib.registry": 5,
     "skinlib.inputs": 6, "skinlib.split_cost": 6, "skinlib.binary": 6, "skinlib.subtypes": 6, "skinlib.metadata": 6,
     "skinlib.ensemble": 7, "skinlib.members": 7, "skinlib.explain": 7, "skinlib.papers": 7, "skinlib.paper_settings": 7, "skinlib.report": 7, "skinlib.plots": 7,
+    "skinlib.variants": 7,
     "skinlib.run": 8, "skinlib.run.split_names": 8, "skinlib.run.stopping": 8,
 }
 

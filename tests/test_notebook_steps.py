@@ -178,7 +178,7 @@ def test_fit_models_trains_every_kind_on_every_regime(archive_table, workspace, 
     mean, std = binary.normalization(model, "mlp", "small_cnn", False, cache, parts["train"]["image_id"])
     from skinlib.data.transforms import Preprocess, augmentation
 
-    proba, _ = binary.fit_network(model, parts, parts["train"], cache, feats, "natural",
+    proba, _, _ = binary.fit_network(model, parts, parts["train"], cache, feats, "natural",
                                   (Preprocess(mean, std, augmentation("none")), Preprocess(mean, std)), config,
                                   batch_size=16, checkpoint_dir=workspace / "direct", resume=False)
     assert np.allclose(proba["test"], mlp.evaluation.proba["test"])

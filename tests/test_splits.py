@@ -200,3 +200,40 @@ def test_the_image_level_split_gives_study_a_table_1_exactly():
     official = make_split(catalog.assign(official_split=np.where(np.arange(len(dx)) % 10 == 0, "test", "train")),
                           (0.75, 0.10, 0.15), seed=3, group_by="image")
     assert (official["split"] != "").all() and set(official["split"]) == {"train", "val", "test"}
+
+
+def _lesion_table(seed: int = 0) -> pd.DataFrame:
+    """300 lesions of 1-4 images each, three classes of different sizes, some patients holding two lesions."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lesion in range(300):
+        label = 0 if lesion < 180 else 1 if lesion < 270 else 2
+        patient = f"p{lesion // 2}" if lesion % 5 == 0 else ""
+        rows += [{"image_id": f"l{lesion}-{k}", "lesion_id": f"l{lesion}", "patient_id": patient, "label": label}
+                 for k in range(int(rng.integers(1, 5)))]
+    return pd.DataFrame(rows)
+
+
+def test_a_train_fraction_keeps_whole_lesions_per_class_nested_per_seed():
+    from skinlib.data.splits import train_fraction_subset
+
+    table = _lesion_table()
+    sizes = table["label"].value_counts()
+    subsets = {f: train_fraction_subset(table, f, seed=3) for f in (0.01, 0.1, 0.5)}
+    for fraction, subset in subsets.items():
+        kept = set(subset["lesion_id"])
+        assert table[table["lesion_id"].isin(kept)].index.equals(subset.index)      # whole lesions, or none
+        patients = subset["patient_id"][subset["patient_id"] != ""]
+        assert table[table["patient_id"].isin(set(patients))].index.isin(subset.index).all()  # whole patients
+        counts = subset["label"].value_counts().reindex(sizes.index, fill_value=0)
+        assert (counts >= 1).all()                                                  # every class keeps a lesion
+        share = counts / sizes
+        assert (share >= fraction - 1e-9).all() and (share <= fraction + 8 / sizes).all()   # stratified
+    assert set(subsets[0.01]["image_id"]) <= set(subsets[0.1]["image_id"]) <= set(subsets[0.5]["image_id"])
+    assert train_fraction_subset(table, 0.1, seed=3).equals(subsets[0.1])            # the same per seed
+    assert not train_fraction_subset(table, 0.1, seed=4).equals(subsets[0.1])        # another seed, another subset
+    assert train_fraction_subset(table, 1.0, seed=3) is table
+    with pytest.raises(SplitError, match="train_fraction"):
+        train_fraction_subset(table, 0.0)
+    with pytest.raises(SplitError, match="target"):
+        train_fraction_subset(table, 0.5, stratify="target")

@@ -146,6 +146,54 @@ def make_split(
     return pd.DataFrame({"image_id": catalog["image_id"].to_numpy(), "split": split})
 
 
+def train_fraction_subset(part: pd.DataFrame, fraction: float, seed: int = 0, stratify: str = "label",
+                          group_by: GroupBy = "auto") -> pd.DataFrame:
+    """A share of the training rows for a label-efficiency curve: whole lesions (and patients) kept or dropped,
+    each class keeping about `fraction` of its images, the same subset for the same seed.
+
+    Each class's groups (a group's class is its most frequent one) are put in an order drawn from `seed`; the
+    subset keeps the shortest prefix of that order holding at least ``fraction`` of the class's images, and at
+    least one group per class. The subsets of one seed are therefore **nested**: a smaller fraction keeps a subset
+    of a larger one's images. ``fraction = 1`` returns `part` unchanged.
+
+    Args:
+        part: the training rows (``lesion_id``, ``patient_id`` when known, and the `stratify` column).
+        fraction: share of the training labels kept, in (0, 1].
+        seed: the order the groups are drawn in (the run's seed).
+        stratify: the class column (``label``; a binary task's ``target``).
+        group_by: how images are grouped (:func:`groups_of`).
+
+    Raises:
+        SplitError: a fraction outside (0, 1], or a missing `stratify` column.
+    """
+    problem = parameters.problem("train_fraction", fraction)
+    if problem:
+        raise SplitError(problem)
+    if stratify not in part:
+        raise SplitError(f"train_fraction: the class column {stratify!r} is not in the training rows (columns: "
+                         f"{', '.join(map(str, part.columns))})")
+    if fraction >= 1 or part.empty:
+        return part
+    table = part.reset_index(drop=True)
+    linked = table.assign(lesion_id=table["lesion_id"].fillna("").astype(str) if "lesion_id" in table else "",
+                          patient_id=table["patient_id"].fillna("").astype(str) if "patient_id" in table else "")
+    named = linked["lesion_id"].where(linked["lesion_id"] != "", pd.Series(np.arange(len(table))).astype(str))
+    groups = groups_of(linked.assign(lesion_id=named), group_by)
+    frame = pd.DataFrame({"group": groups, "stratum": table[stratify].astype(str).to_numpy()})
+    major = frame.groupby("group")["stratum"].agg(lambda s: s.value_counts().sort_index().idxmax())
+    sizes = frame.groupby("group").size()
+    rng = np.random.default_rng(seed)
+    kept: list[int] = []
+    for stratum in sorted(major.unique()):
+        members = major.index[major == stratum].to_numpy()
+        members = members[rng.permutation(len(members))]
+        cumulative = np.cumsum(sizes.loc[members].to_numpy())
+        count = int(np.searchsorted(cumulative, fraction * cumulative[-1] - 1e-9)) + 1
+        kept.extend(int(g) for g in members[:max(1, count)])
+    keep = np.isin(groups, kept)
+    return part[keep]
+
+
 #: how far (as a fraction of the images) a split may be from the ratios asked before it is said
 RATIO_TOLERANCE = 0.05
 _SAID: set[str] = set()
