@@ -8,7 +8,10 @@ nbgrader finds its helper commands: `nbgrader generate_assignment 02_splits` and
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "skinlib"
-# what a student's code answer starts as: Run All stops there with a message saying what to do
-c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("write your answer here, in place of this line, then run the test cell below")'}
+# what a student's code answer starts as: Run All stops there with a message naming the exercise ({number}) and
+# saying what to do; skinlib's ClearSolutions puts the number in (nbgrader's has one text for every exercise)
+from skinlib.run.exercise_stubs import generate_assignment_steps  # noqa: E402
+c.GenerateAssignment.preprocessors = generate_assignment_steps()
+c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("Exercise {number}: write your answer here, in place of this line, then run the test cell below")'}
 # kernels over Unix sockets: no warning about unencrypted TCP, no port to collide on
 c.KernelManager.transport = "ipc"

@@ -25,7 +25,7 @@ LAYERS: dict[str, int] = {
     "skinlib.inputs": 6, "skinlib.split_cost": 6, "skinlib.binary": 6, "skinlib.subtypes": 6, "skinlib.metadata": 6,
     "skinlib.ensemble": 7, "skinlib.members": 7, "skinlib.explain": 7, "skinlib.papers": 7, "skinlib.paper_settings": 7, "skinlib.report": 7, "skinlib.plots": 7,
     "skinlib.variants": 7,
-    "skinlib.run": 8, "skinlib.run.split_names": 8, "skinlib.run.stopping": 8,
+    "skinlib.run": 8, "skinlib.run.split_names": 8, "skinlib.run.stopping": 8, "skinlib.run.exercise_stubs": 8,
 }
 
 

@@ -18,14 +18,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+pytest.importorskip("nbgrader", reason="the teaching extra: pip install -e '.[teaching]'")
 
 import make_teaching  # noqa: E402
 
 from skinlib.run import forked_kernels  # noqa: E402
 from skinlib.run.notebook_format import strip  # noqa: E402
 from skinlib.run.plan import find_notebooks  # noqa: E402
-
-pytest.importorskip("nbgrader", reason="the teaching extra: pip install -e '.[teaching]'")
 
 NOTEBOOKS = find_notebooks(ROOT / "notebooks")
 STUDENT = ROOT / "teaching" / "student"
@@ -38,6 +37,11 @@ def grading(cell) -> dict:
 
 def first_exercise(nb) -> int:
     return next(i for i, c in enumerate(nb.cells) if grading(c).get("solution") or grading(c).get("grade"))
+
+
+def stub_message(number: int) -> str:
+    """What the stub of exercise `number`'s code answer raises."""
+    return f"Exercise {number}: write your answer here, in place of this line, then run the test cell below"
 
 
 def test_committed_copies_are_what_make_teaching_writes(tmp_path):
@@ -115,10 +119,16 @@ def test_student_copy_is_the_notebook_without_its_answers(path):
     for secret in (BEGIN, END, "BEGIN HIDDEN TESTS"):
         assert secret not in text
     assert nbformat.writes(strip(student)) + "\n" == text, "stored as make lab's git filter keeps it (git status stays clean)"
-    for cell in student.cells[start:]:
+    number = None
+    for cell in student.cells[start - 1:]:
         meta = grading(cell)
-        if meta.get("solution"):
-            assert (make_teaching.CODE_STUB.splitlines()[-1] if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source
+        if cell.source.startswith("### Exercise"):
+            number = int(cell.source.split()[2])
+        if meta.get("solution") and cell.cell_type == "code":     # the stub names its own exercise (Run All stops there)
+            assert f'raise NotImplementedError("{stub_message(number)}")' in [line.strip() for line in cell.source.splitlines()], \
+                meta["grade_id"]
+        if meta.get("solution") and cell.cell_type == "markdown":
+            assert "YOUR ANSWER HERE" in cell.source
         if meta.get("grade") and cell.cell_type == "code":
             assert cell.metadata.get("editable") is False and meta.get("checksum")
 
@@ -170,7 +180,8 @@ def test_student_copies_run_up_to_their_first_exercise(workspace):
         nb = nbformat.read(student, as_version=4)
         first_answer = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and grading(c).get("solution"))
         assert (failed, error) == (first_answer, "NotImplementedError"), f"{path.name}: cell {failed} raised {error}"
-        assert message.startswith("write your answer here"), f"{path.name}: the stub says what to do, not {message!r}"
+        number = next(int(c.source.split()[2]) for c in reversed(nb.cells[:failed]) if c.source.startswith("### Exercise"))
+        assert message == stub_message(number), f"{path.name}: the stub names its exercise and says what to do, not {message!r}"
 
 
 def test_nbgrader_releases_the_same_copy(tmp_path):

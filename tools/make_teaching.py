@@ -35,10 +35,14 @@ sys.path.insert(0, str(ROOT))
 from skinlib.run.notebook_format import CHECK_TAG, strip  # noqa: E402
 from skinlib.run.plan import find_notebooks  # noqa: E402
 
+try:
+    from skinlib.run import exercise_stubs  # noqa: E402 (needs nbgrader: the teaching extra)
+except ImportError as exc:
+    raise SystemExit(f"make_teaching.py needs nbgrader ({exc}): pip install -e '.[teaching]'") from exc
+
 TEACHING = ROOT / "teaching"
-#: a student's code answer before they write it (nbgrader's stub, with a message saying what to do)
-CODE_STUB = ("# YOUR CODE HERE\n"
-             'raise NotImplementedError("write your answer here, in place of this line, then run the test cell below")')
+#: a student's code answer before they write it (nbgrader's stub, with a message naming its exercise, `{number}`)
+CODE_STUB = exercise_stubs.CODE_STUB
 CONFIG = f'''\
 """nbgrader configuration of the skinlib course: one assignment per notebook (source/NN_topic/NN_topic.ipynb).
 
@@ -50,7 +54,10 @@ nbgrader finds its helper commands: `nbgrader generate_assignment 02_splits` and
 
 c = get_config()  # noqa: F821 (provided by nbgrader when it loads this file)
 c.CourseDirectory.course_id = "skinlib"
-# what a student's code answer starts as: Run All stops there with a message saying what to do
+# what a student's code answer starts as: Run All stops there with a message naming the exercise ({{number}}) and
+# saying what to do; skinlib's ClearSolutions puts the number in (nbgrader's has one text for every exercise)
+from skinlib.run.exercise_stubs import generate_assignment_steps  # noqa: E402
+c.GenerateAssignment.preprocessors = generate_assignment_steps()
 c.ClearSolutions.code_stub = {{"python": {CODE_STUB!r}}}
 # kernels over Unix sockets: no warning about unencrypted TCP, no port to collide on
 c.KernelManager.transport = "ipc"
@@ -67,17 +74,15 @@ def student_copy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         nbgrader.preprocessors.NbGraderPreprocessor errors: cell metadata nbgrader refuses (e.g. a graded cell
             without points), naming the cell.
     """
-    from nbgrader.preprocessors import (CheckCellMetadata, ClearHiddenTests, ClearMarkScheme, ClearOutput,
-                                        ClearSolutions, ComputeChecksums, LockCells)
-
-    # GenerateAssignment's list, less IncludeHeaderFooter (no header), InstantiateTests (no AUTOTEST cells) and
-    # SaveCells (its gradebook database; `nbgrader generate_assignment` in teaching/ fills it)
-    steps = [LockCells, ClearSolutions, ClearOutput, CheckCellMetadata, ComputeChecksums, ClearHiddenTests,
-             ClearMarkScheme, ComputeChecksums, CheckCellMetadata]
+    # GenerateAssignment's list (with the numbered stubs), less IncludeHeaderFooter (no header), InstantiateTests (no
+    # AUTOTEST cells) and SaveCells (its gradebook database; `nbgrader generate_assignment` in teaching/ fills it)
+    left_out = {"IncludeHeaderFooter", "InstantiateTests", "SaveCells"}
+    steps = [s for s in exercise_stubs.generate_assignment_steps() if s.__name__ not in left_out]
     nb = nbformat.from_dict(nb)
     resources: dict = {}
     for step in steps:
-        nb, resources = (step(code_stub={"python": CODE_STUB}) if step is ClearSolutions else step()).preprocess(nb, resources)
+        clears = issubclass(step, exercise_stubs.NumberedClearSolutions)
+        nb, resources = (step(code_stub={"python": CODE_STUB}) if clears else step()).preprocess(nb, resources)
     for cell in nb.cells:          # nbval's reference outputs are the solutions' affair: a student's saved copy keeps none
         cell.metadata.pop("keep_output", None)
         tags = [t for t in cell.metadata.get("tags", []) if t != CHECK_TAG]
