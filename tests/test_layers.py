@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     "skinlib": 0, "skinlib.paths": 0, "skinlib.data.labels": 0, "skinlib.parameters": 0, "skinlib.leftovers": 0,
     "skinlib.notebook": 0, "skinlib.provenance": 0, "skinlib.lazy": 0, "skinlib.estimate": 0,
     "skinlib.tables": 0,
-    "skinlib.data": 1, "skinlib.metrics": 1, "skinlib.features": 1, "skinlib.eda": 1,
+    "skinlib.data": 1, "skinlib.data.duplicates": 1, "skinlib.metrics": 1, "skinlib.features": 1, "skinlib.eda": 1,
     "skinlib.models": 2,
     "skinlib.train": 3, "skinlib.checkpoints": 3, "skinlib.distributed": 3, "skinlib.tta": 3,
     "skinlib.evaluation": 4,

@@ -237,3 +237,19 @@ def test_a_train_fraction_keeps_whole_lesions_per_class_nested_per_seed():
         train_fraction_subset(table, 0.0)
     with pytest.raises(SplitError, match="target"):
         train_fraction_subset(table, 0.5, stratify="target")
+
+
+def test_class_folders_split_is_not_named_lesion_and_readers_find_it(folders_dir, capsys):
+    """#22 leftover: class folders have no lesion ids, so 02's default split there is ``ungrouped-...``, and a model
+    notebook asking for the default split name reads that one, saying so."""
+    from skinlib import inputs
+    from skinlib.data.splits import make_and_save_splits
+
+    with pytest.warns(UserWarning, match="carry no lesion ids"):
+        folders = load_catalog(folders_dir, layout="folders")
+    saved = make_and_save_splits(folders, image_size=32)
+    assert list(saved) == ["ungrouped-75-10-15-seed0", "image-75-10-15-seed0"]
+    with pytest.warns(UserWarning, match="carry no lesion ids"):
+        table = inputs.split_catalog(folders_dir, "folders")
+    assert table.attrs["split_name"] == "ungrouped-75-10-15-seed0"
+    assert "ungrouped-75-10-15-seed0" in capsys.readouterr().out

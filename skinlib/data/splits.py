@@ -19,22 +19,46 @@ from ..notebook import notice
 from .catalog import fingerprint
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-GroupBy = Literal["auto", "lesion", "patient", "image"]
+GroupBy = Literal["auto", "lesion", "patient", "image", "duplicates", "lesion+duplicates"]
+#: the catalog column holding the near-duplicate audit's inferred groups (:func:`with_duplicate_groups`)
+DUPLICATE_GROUP = "duplicate_group"
 
 
 class SplitError(ValueError):
     """A split that does not fit the catalog it is used with."""
 
 
+def with_duplicate_groups(catalog: pd.DataFrame, found) -> pd.DataFrame:
+    """The catalog with a ``duplicate_group`` column: the near-duplicate audit's inferred groups, which
+    ``group_by="duplicates"`` (or ``"lesion+duplicates"``) keeps together.
+
+    Args:
+        catalog: the catalog.
+        found: its near-duplicate audit (:func:`skinlib.data.duplicates.audit`).
+    """
+    from .duplicates import duplicate_groups
+
+    out = catalog.copy()
+    out[DUPLICATE_GROUP] = duplicate_groups(catalog, found).astype(str)
+    return out
+
+
 def groups_of(catalog: pd.DataFrame, group_by: GroupBy = "auto") -> np.ndarray:
     """An integer group per image: images sharing a lesion (and, with patients, a patient) share a group.
 
     ``auto`` links images through both ``lesion_id`` and ``patient_id`` (where not empty), taking the
-    connected components, so neither a lesion nor a patient can end up in two splits.
+    connected components, so neither a lesion nor a patient can end up in two splits. ``duplicates`` links the
+    near-duplicates the audit found (the catalog's ``duplicate_group`` column, :func:`with_duplicate_groups`);
+    ``lesion+duplicates`` links both.
     """
     if group_by == "image":
         return np.arange(len(catalog))
-    keys = [("lesion", catalog["lesion_id"].to_numpy())] if group_by in ("auto", "lesion") else []
+    if "duplicates" in group_by and DUPLICATE_GROUP not in catalog:
+        raise SplitError(f"group_by={group_by!r} needs the near-duplicate audit's groups: "
+                         "catalog = with_duplicate_groups(catalog, duplicates.audit(catalog, cache)) first")
+    keys = [("lesion", catalog["lesion_id"].to_numpy())] if group_by in ("auto", "lesion", "lesion+duplicates") else []
+    if "duplicates" in group_by:
+        keys.append(("duplicates", catalog[DUPLICATE_GROUP].astype(str).to_numpy()))
     if group_by in ("auto", "patient"):
         pids = catalog["patient_id"].to_numpy()
         if group_by == "patient" and not (pids != "").any():
@@ -98,9 +122,10 @@ def make_split(
         catalog: the catalog table.
         ratios: train, val, test fractions, summing to 1; study A uses 75/10/15, binary tasks 70/15/15.
         seed: the split is a function of the catalog and this seed only.
-        group_by: ``auto`` (lesion, and patient where known), ``lesion``, ``patient``, or ``image`` (the
-            studies' leaky image-level split, kept for comparison; its per-class counts are study A's: train and
-            val rounded down, the rest to test, see :func:`_per_image`).
+        group_by: ``auto`` (lesion, and patient where known), ``lesion``, ``patient``, ``duplicates`` (the
+            near-duplicate audit's inferred groups: :func:`with_duplicate_groups`), ``lesion+duplicates``, or
+            ``image`` (the studies' leaky image-level split, kept for comparison; its per-class counts are study
+            A's: train and val rounded down, the rest to test, see :func:`_per_image`).
         stratify: column whose proportions each split keeps (``label``, or a binary target such as ``malignant``).
         use_official_test: when the catalog holds the official ISIC 2018 test (and validation) sets, use them
             as test (and part of val), and split only the training images, into train and val.
@@ -231,8 +256,10 @@ def split_counts(catalog: pd.DataFrame, split: pd.DataFrame, by: str = "dx") -> 
     return table.reindex(columns=[s for s in SPLITS if s in table.columns] + ["total"])
 
 
-def leakage_report(catalog: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
-    """Lesions (and patients) found in more than one split, per pair of splits, and the images involved."""
+def leakage_report(catalog: pd.DataFrame, split: pd.DataFrame, found=None) -> pd.DataFrame:
+    """Lesions (and patients) found in more than one split, per pair of splits, and the images involved; with
+    `found` (a near-duplicate audit, :func:`skinlib.data.duplicates.audit`), a row of near-duplicate pairs whose
+    images lie in two splits (its ``total``: all near-duplicate pairs)."""
     merged = catalog.merge(split, on="image_id", validate="one_to_one")
     rows = {}
     keys = {"lesions": "lesion_id"}
@@ -248,13 +275,37 @@ def leakage_report(catalog: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
         row["images in shared"] = int(known[col].isin(shared.index).sum())
         row["total"] = len(per_group)
         rows[name] = row
+    if found is not None:
+        from .duplicates import crossing_pairs
+
+        rows["near-duplicate pairs"] = crossing_pairs(found, split).to_dict()
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def default_name(group_by: str, ratios: tuple[float, ...], seed: int) -> str:
-    """A readable split name, e.g. ``lesion-75-10-15-seed0``."""
+    """A readable split name, e.g. ``lesion-75-10-15-seed0``: its grouping (``auto`` is ``lesion``), ratios, seed.
+    :func:`split_name` gives the name a split of a given catalog is saved under."""
     kind = {"auto": "lesion", "image": "image"}.get(group_by, group_by)
     return f"{kind}-{'-'.join(str(round(100 * r)) for r in ratios)}-seed{seed}"
+
+
+def split_name(catalog: pd.DataFrame, group_by: str, ratios: tuple[float, ...], seed: int) -> str:
+    """The name a split of `catalog` is saved under: :func:`default_name` of what it keeps together on this data.
+    On data without lesion (or patient) ids a lesion-grouped split is one image per group, named ``ungrouped-...``
+    (``duplicates-...`` with ``lesion+duplicates``), never ``lesion-...``.
+
+    Args:
+        catalog: the catalog the split divides.
+        group_by, ratios, seed: the split's settings.
+    """
+    if group_by == "image":
+        return default_name("image", ratios, seed)
+    kinds = grouped_by(catalog, group_by)
+    if not kinds:
+        return default_name("ungrouped", ratios, seed)
+    if "duplicates" in kinds and "lesion" not in kinds and group_by == "lesion+duplicates":
+        return default_name("duplicates", ratios, seed)
+    return default_name(group_by, ratios, seed)
 
 
 def save_split(
@@ -296,6 +347,12 @@ DEFAULTS: dict = {"ratios": (0.75, 0.10, 0.15), "seed": 0, "group_by": "auto", "
 DEFAULT_SPLIT: str = default_name(DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
 
 
+def default_split_name(catalog: pd.DataFrame) -> str:
+    """The name 02's defaults save their grouped split of `catalog` under: :data:`DEFAULT_SPLIT`, or
+    ``ungrouped-75-10-15-seed0`` on data without lesion (or patient) ids."""
+    return split_name(catalog, DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
+
+
 def make_folds(catalog: pd.DataFrame, k: int = 5, seed: int = 0, group_by: GroupBy = "auto",
                stratify: str = "label") -> pd.DataFrame:
     """`k` folds for cross-fitting, ``image_id, fold`` (0 to k-1) in catalog order: stratified by `stratify` and,
@@ -329,26 +386,40 @@ def make_folds(catalog: pd.DataFrame, k: int = 5, seed: int = 0, group_by: Group
 
 def make_and_save_splits(catalog: pd.DataFrame, *, ratios: tuple[float, ...] = DEFAULTS["ratios"],
                          seed: int = DEFAULTS["seed"], group_by: GroupBy = DEFAULTS["group_by"],
-                         stratify: str = DEFAULTS["stratify"], image_size: int = DEFAULTS["image_size"]) -> dict[str, Path]:
+                         stratify: str = DEFAULTS["stratify"], image_size: int = DEFAULTS["image_size"],
+                         found=None) -> dict[str, Path]:
     """What notebook 02 saves: the grouped split and, for comparison, the image-level one, each with the
-    normalisation statistics of the grouped train split; returns ``{split name: folder}``.
+    normalisation statistics of the grouped train split, under :func:`split_name`'s names; returns
+    ``{split name: folder}``.
 
     Args:
         catalog: the catalog to split.
         ratios, seed, group_by, stratify: as for :func:`make_split` (the image-level split differs only in grouping).
         image_size: side of the cached images the normalisation statistics are computed on.
+        found: the catalog's near-duplicate audit, for ``group_by`` with ``duplicates`` (made here when not given);
+            its method and threshold go into the manifest.
     """
     from .cache import build_cache, channel_stats
 
+    cache = build_cache(catalog, image_size)
+    extra: dict = {}
+    if "duplicates" in group_by:
+        if found is None:
+            from .duplicates import audit
+
+            found = audit(catalog, cache)
+        catalog = with_duplicate_groups(catalog, found)
+        extra["duplicates"] = {"method": found.method, "threshold": found.threshold,
+                               "pairs": len(found.duplicates), **found.settings}
     grouped = make_split(catalog, ratios, seed=seed, group_by=group_by, stratify=stratify)
     image_level = make_split(catalog, ratios, seed=seed, group_by="image", stratify=stratify)
-    mean, std = channel_stats(build_cache(catalog, image_size), grouped.loc[grouped["split"] == "train", "image_id"])
-    normalization = {"image_size": image_size, "mean": mean.tolist(), "std": std.tolist()}
+    mean, std = channel_stats(cache, grouped.loc[grouped["split"] == "train", "image_id"])
+    extra["normalization"] = {"image_size": image_size, "mean": mean.tolist(), "std": std.tolist()}
     saved = {}
     for kind, split in ((group_by, grouped), ("image", image_level)):
-        name = default_name(kind, ratios, seed)
+        name = split_name(catalog, kind, ratios, seed)
         saved[name] = save_split(catalog, split, name, seed=seed, ratios=ratios, stratify=stratify, group_by=kind,
-                                 extra={"normalization": normalization})
+                                 extra=extra)
     return saved
 
 
@@ -378,17 +449,22 @@ def load_split(name_or_folder: str | Path, catalog: pd.DataFrame | None = None) 
 
 
 def grouped_by(catalog: pd.DataFrame, group_by: str = "auto") -> list[str]:
-    """What a split made with `group_by` keeps together on this catalog: ``["lesion", "patient"]``, one of them, or
-    ``[]`` (one image per group: class folders, ISIC 2018 without its groupings file, or ``group_by="image"``),
-    which is not a lesion-grouped split whatever its name says.
+    """What a split made with `group_by` keeps together on this catalog: ``["lesion", "patient"]``, one of them,
+    ``"duplicates"`` (inferred near-duplicates) with or without ``"lesion"``, or ``[]`` (one image per group: class
+    folders, ISIC 2018 without its groupings file, or ``group_by="image"``), which is not a lesion-grouped split
+    whatever its name says.
 
     Args:
         catalog: the catalog the split divides.
-        group_by: the split's grouping parameter (``auto``, ``lesion``, ``patient``, ``image``).
+        group_by: the split's grouping parameter (``auto``, ``lesion``, ``patient``, ``image``, ``duplicates``,
+            ``lesion+duplicates``).
     """
     lesions = bool((catalog["lesion_id"] != catalog["image_id"]).any())
     patients = bool((catalog["patient_id"] != "").any())
-    return [kind for kind, known, wanted in (("lesion", lesions, ("auto", "lesion")), ("patient", patients, ("auto", "patient")))
+    duplicates = "duplicates" in group_by
+    return [kind for kind, known, wanted in (("lesion", lesions, ("auto", "lesion", "lesion+duplicates")),
+                                             ("patient", patients, ("auto", "patient")),
+                                             ("duplicates", duplicates, ("duplicates", "lesion+duplicates")))
             if known and group_by in wanted]
 
 
@@ -405,4 +481,5 @@ def grouping_words(kinds: list[str], group_by: str = "auto") -> str:
         return "image-level (lesions leak)"
     if not kinds:
         return "ungrouped (no lesion ids: one image per group)"
-    return " and ".join(kinds).replace("lesion and patient", "lesion- and patient") + "-grouped"
+    words = [{"duplicates": "near-duplicate"}.get(kind, kind) for kind in kinds]
+    return " and ".join(words).replace("lesion and ", "lesion- and ") + "-grouped"

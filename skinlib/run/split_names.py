@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 #: the settings 02_splits names its split after; a command-line value of one of them renames the split
 SPLIT_KNOBS = ("ratios", "group_by", "seed")
 
-_NAME = re.compile(r"^(?P<kind>[a-z]+)-(?P<ratios>\d+(?:-\d+)+)-seed(?P<seed>\d+)$")
+_NAME = re.compile(r"^(?P<kind>[a-z]+(?:\+[a-z]+)?)-(?P<ratios>\d+(?:-\d+)+)-seed(?P<seed>\d+)$")
 
 
 def _saver(runs: list["Run"], params_of: Callable[["Run"], dict[str, "Parameter"]]) -> dict[str, Any] | None:
