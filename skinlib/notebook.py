@@ -179,7 +179,8 @@ def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
 def setup(namespace: Mapping[str, Any], seed: int | None = None,
           resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Print the resolved parameters and environment, seed everything, set the plotting style and how tables show
-    (:func:`skinlib.tables.show_tables`); returns the
+    (:func:`skinlib.tables.show_tables`), and in JupyterLab bring a cell that raises into view
+    (:func:`scroll_to_errors`); returns the
     parameters (name -> value, in the parameters cell's order), to record beside the results.
 
     A notebook calls ``params = setup(globals(), seed=seed)`` right after its parameters cell: the names come from
@@ -216,6 +217,7 @@ def setup(namespace: Mapping[str, Any], seed: int | None = None,
     matplotlib.rcParams.update({"figure.dpi": 90, "savefig.bbox": "tight"})
     pd.set_option("display.width", 140)
     tables.show_tables()
+    scroll_to_errors()
     width = max(map(len, params), default=0)
     lines = [f"  {k:<{width}} = {v!r}" for k, v in params.items()]
     print("parameters\n" + "\n".join(lines))
@@ -223,6 +225,36 @@ def setup(namespace: Mapping[str, Any], seed: int | None = None,
           f"pandas {pd.__version__}")
     print(f"workspace {paths.describe_workspace()}")
     return params
+
+
+#: run in JupyterLab as the output of a cell that raised: brings that cell into view (``element``: the output's node)
+SCROLL_TO_CELL = "setTimeout(() => (element.closest('.jp-Cell') || element).scrollIntoView({block: 'nearest'}), 100)"
+
+
+def _scroll_to_failed_cell(result) -> None:
+    """IPython's ``post_run_cell`` hook of :func:`scroll_to_errors`: after a cell raised, an output that scrolls
+    JupyterLab's view back to that cell (JavaScript only: other front ends show nothing)."""
+    if getattr(result, "error_in_exec", None) is not None:
+        from IPython.display import display
+
+        display({"application/javascript": SCROLL_TO_CELL}, raw=True)
+
+
+def scroll_to_errors() -> None:
+    """In a kernel JupyterLab started (``$JPY_SESSION_NAME`` set by Jupyter server), a cell that raises brings
+    itself into view: Run All scrolls to the last cell as it starts (JupyterLab's ``runAll`` makes the last cell
+    the active one, and no setting changes that), so when a cell fails (a student's first exercise stub) the error
+    would sit out of sight above. Not under papermill, nbval or nbclient (no such variable): their outputs stay
+    as they were. Registering twice is harmless."""
+    if not os.environ.get("JPY_SESSION_NAME"):
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and _scroll_to_failed_cell not in shell.events.callbacks["post_run_cell"]:
+        shell.events.register("post_run_cell", _scroll_to_failed_cell)
 
 
 def banner(catalog: pd.DataFrame) -> None:

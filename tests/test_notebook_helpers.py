@@ -25,3 +25,32 @@ def test_messages_print_real_paths(workspace):
     with pytest.raises(FileNotFoundError) as info:
         load_split("lesion-60-20-20-seed0")
     assert f"(looked in {paths.splits_dir() / 'lesion-60-20-20-seed0'})" in str(info.value)
+
+
+def test_a_cell_that_raises_in_jupyterlab_scrolls_into_view(monkeypatch):
+    """JupyterLab's Run All scrolls to the last cell as it starts; a cell that raises (a student's exercise stub)
+    brings itself back into view with a JavaScript output (checked in a real JupyterLab with headless Chromium:
+    docs/teaching.md); kernels not started by a Jupyter server (papermill, nbval) get no such output."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from skinlib import notebook
+
+    shell = InteractiveShell.instance()
+    try:
+        def scripts(*cells):
+            with capture_output() as captured:
+                for cell in cells:
+                    shell.run_cell(cell)
+            return [o.data for o in captured.outputs if "application/javascript" in o.data]
+
+        monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+        notebook.scroll_to_errors()
+        assert scripts("raise ValueError('papermill')") == []
+        monkeypatch.setenv("JPY_SESSION_NAME", "teaching/student/01_eda.ipynb")
+        notebook.scroll_to_errors()
+        notebook.scroll_to_errors()                                   # setup() run again: still one output
+        assert scripts("1 + 1", "raise NotImplementedError('Exercise 1')") == \
+            [{"application/javascript": notebook.SCROLL_TO_CELL}]
+    finally:
+        InteractiveShell.clear_instance()
