@@ -116,3 +116,14 @@ def test_one_diagnosis_or_one_image_is_refused_by_name(ham):
     nv = ham[ham["dx"] == "nv"].reset_index(drop=True)
     with pytest.raises(duplicates.DuplicateError, match="two diagnoses"):
         duplicates.audit(nv, cache)
+
+
+def test_a_backbone_without_its_weights_is_an_error_not_a_fallback(ham, tmp_path):
+    from skinlib.models.embeddings import image_embeddings, near_duplicates
+    from skinlib.models.weights import WeightsError
+
+    cache = build_cache(ham, 64)
+    with pytest.raises(WeightsError, match="no weights for"):
+        near_duplicates(ham, cache, "resnet18", weights_dir=tmp_path)
+    emb = image_embeddings(cache, ham["image_id"][:3], "resnet18", pretrained=False, batch_size=2)
+    assert emb.shape == (3, 512) and np.isfinite(emb).all()

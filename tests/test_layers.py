@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     "skinlib.notebook": 0, "skinlib.provenance": 0, "skinlib.lazy": 0, "skinlib.estimate": 0,
     "skinlib.tables": 0,
     "skinlib.data": 1, "skinlib.data.duplicates": 1, "skinlib.metrics": 1, "skinlib.features": 1, "skinlib.eda": 1,
-    "skinlib.models": 2,
+    "skinlib.models": 2, "skinlib.models.embeddings": 2,
     "skinlib.train": 3, "skinlib.checkpoints": 3, "skinlib.distributed": 3, "skinlib.tta": 3,
     "skinlib.evaluation": 4,
     "skinlib.registry": 5,

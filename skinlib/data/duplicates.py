@@ -243,7 +243,7 @@ def summary(catalog: pd.DataFrame, found: Audit) -> pd.Series:
         row["pairs across lesion ids"] = int((~dup["same_lesion"]).sum())
     row.update({"images in a pair": int(pd.concat([dup["image_a"], dup["image_b"]]).nunique()),
                 "inferred groups": len(sizes), "largest group": int(sizes.max()), "threshold": round(found.threshold, 4)})
-    return pd.Series(row, name=found.method)
+    return pd.Series(row, name=found.method, dtype=object)
 
 
 def truth_scores(catalog: pd.DataFrame, found: Audit) -> dict[str, float]:
@@ -263,6 +263,29 @@ def truth_scores(catalog: pd.DataFrame, found: Audit) -> dict[str, float]:
     return {"pairs found": len(dup), "true pairs": true_pairs,
             "precision": hits / len(dup) if len(dup) else float("nan"),
             "recall": hits / true_pairs if true_pairs else float("nan")}
+
+
+def pairs_to_show(found: Audit, cache: ImageCache, k: int = 4) -> dict[str, np.ndarray]:
+    """Up to `k` near-duplicate pairs, side by side, for :func:`skinlib.plots.image_grid`: with lesion ids, the most
+    similar pairs under two lesion ids first, then shots of one lesion nearest the threshold (the least alike found);
+    without, the most and the least similar. Each is labelled with its similarity.
+
+    Args:
+        found: the audit.
+        cache: the image cache to read the images from.
+        k: pairs shown.
+    """
+    dup = found.duplicates
+    if "same_lesion" in dup:
+        across = dup[~dup["same_lesion"]].head(k // 2)
+        dup = pd.concat([across, dup[dup["same_lesion"]].tail(k - len(across))])
+    else:
+        dup = dup.iloc[sorted(set(range(min(k - k // 2, len(dup)))) | set(range(max(0, len(dup) - k // 2), len(dup))))]
+    shown = {}
+    for n, row in enumerate(dup.itertuples(), 1):
+        lesions = {True: ", one lesion", False: ", two lesion ids"}.get(getattr(row, "same_lesion", None), "")
+        shown[f"{n}. {row.similarity:.3f}{lesions}"] = cache.images([row.image_a, row.image_b])
+    return shown
 
 
 def crossing_pairs(found: Audit, split: pd.DataFrame) -> pd.Series:

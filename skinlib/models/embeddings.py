@@ -1,0 +1,72 @@
+"""Image embeddings of a pretrained timm backbone, for the near-duplicate audit (:mod:`skinlib.data.duplicates`).
+
+The backbone comes from :func:`skinlib.models.backbones.create_backbone`, the project's one way of loading weights:
+a backbone named without its weights available fails with its :class:`~skinlib.models.weights.WeightsError` (where
+to put them), never with a silent fall back to the descriptor.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..data.cache import ImageCache
+from ..data.duplicates import Audit, audit
+from .backbones import create_backbone, input_size_of, normalization_of
+
+
+@torch.no_grad()
+def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir: str | os.PathLike | None = None,
+                     pretrained: bool = True, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Pooled features of `backbone` for `image_ids` read from the image cache: (n, d) float32, in `image_ids` order.
+
+    Args:
+        cache: the image cache (resized to the backbone's input size when it differs).
+        image_ids: the images.
+        backbone: a timm backbone name (:data:`skinlib.models.factories.BACKBONES` or any timm name).
+        weights_dir: folder with its weights (else ``$SKINLIB_WEIGHTS``, else the Hugging Face hub cache).
+        pretrained: False only in tests (random weights say nothing about duplicates).
+        batch_size: images per forward pass.
+        device: where the backbone runs.
+
+    Raises:
+        WeightsError: the weights cannot be loaded (the message says where to put them).
+    """
+    model = create_backbone(backbone, num_classes=1, pretrained=pretrained, weights_dir=weights_dir)
+    features = model.features.eval().to(device)
+    mean, std = normalization_of(model) or ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    side = input_size_of(model) or cache.size
+    ids = list(image_ids)
+    out = []
+    for start in range(0, len(ids), batch_size):
+        x = torch.from_numpy(cache.images(ids[start:start + batch_size])).to(device)
+        x = x.permute(0, 3, 1, 2).float().div_(255)
+        if x.shape[-1] != side:
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+        out.append(features((x - mean_t) / std_t).flatten(1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def near_duplicates(catalog: pd.DataFrame, cache: ImageCache, backbone: str | None = None, *,
+                    weights_dir: str | os.PathLike | None = None, device: str = "cpu") -> Audit:
+    """The near-duplicate audit of `catalog`: candidate pairs by the colour-layout descriptor, scored by the cosine
+    of `backbone`'s pretrained embeddings, or by the descriptor alone when `backbone` is None (the audit's
+    ``method`` says which).
+
+    Args:
+        catalog: the catalog.
+        cache: its image cache.
+        backbone: a timm backbone whose pretrained weights are available, or None.
+        weights_dir: where its weights are (as for :func:`image_embeddings`).
+        device: where the backbone runs.
+    """
+    if backbone is None:
+        return audit(catalog, cache)
+    embeddings = image_embeddings(cache, catalog["image_id"], backbone, weights_dir=weights_dir, device=device)
+    return audit(catalog, cache, embeddings=embeddings, embedding_name=f"{backbone} (pretrained)")
