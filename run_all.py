@@ -34,6 +34,7 @@ from skinlib import estimate, paths  # noqa: E402
 from skinlib.inputs import SMOKE_ENV  # noqa: E402
 from skinlib.run.plan import (ParameterError, Run, SMOKE_LIMITS, outputs_name, parse_sets, plan, select, smoke,  # noqa: E402
                               train_again)
+from skinlib.run.cluster import submitted  # noqa: E402
 from skinlib.run.data import DataError, check_data, parse_data  # noqa: E402
 from skinlib.run.execute import estimate_file, record_path, why_pending  # noqa: E402
 from skinlib.run.schedule import in_progress, run_all  # noqa: E402
@@ -83,10 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"),
                         help="local: execute here (default); slurm: submit each run as a Slurm job through submitit "
                              "(pip install -e '.[cluster]'); submitit-local: the same jobs as local processes")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="with --executor slurm: submit every run's job now (later notebooks' jobs depend on the "
+                             "earlier ones' through Slurm) and return; --list shows their state")
     parser.add_argument("--cluster-option", dest="cluster_options", action="append", default=[], metavar="KEY=VALUE",
                         help="a submitit parameter for every job, e.g. slurm_partition=gpu, slurm_account=abc "
                              "(repeatable; per-run resources come from the parameter files' 'resources:')")
     args = parser.parse_args(argv)
+    if args.no_wait and args.executor != "slurm":
+        print("error: --no-wait needs --executor slurm (Slurm keeps the jobs and their order after run_all.py returns)",
+              file=sys.stderr)
+        return 2
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be 1 or more")
     gpus = None
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             why = why_pending(out_dir, run)
             status = in_progress(run) or ("done" if why is None else f"pending: {why}")
+            if why is not None and submitted(run):
+                status += f"; {submitted(run)}"
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0
@@ -152,10 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             options = parse_sets(args.cluster_options)
             status = run_on_cluster(runs, out_dir, ROOT / "notebooks", executor=args.executor, options=options,
-                                    force=args.force, keep_going=args.keep_going)
+                                    force=args.force, keep_going=args.keep_going, wait=not args.no_wait)
         except (RuntimeError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.no_wait:
+            return status
     if args.estimate is not None:
         print_estimate(runs, out_dir)
         return status

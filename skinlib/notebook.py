@@ -259,6 +259,7 @@ def scroll_to_errors() -> None:
 
 def banner(catalog: pd.DataFrame) -> None:
     """Show a visible banner when the catalog's data is synthetic, and say which data it is otherwise."""
+    from IPython import get_ipython
     from IPython.display import display
 
     layout = catalog.attrs.get("layout", "?")
@@ -267,8 +268,12 @@ def banner(catalog: pd.DataFrame) -> None:
         detail = f" (seed {info.get('seed')}, {info.get('n')} HAM10000-layout images, layout shown: {layout})"
         html = (f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px 12px;'
                 f'font-weight:bold">&#9888; {BANNER}{detail}</div>')
-        # one output: the yellow box where HTML is shown (JupyterLab), the same words as text elsewhere
-        display({"text/html": html, "text/plain": f"WARNING: {BANNER}{detail}"}, raw=True)
+        # one output: the yellow box where HTML is shown (JupyterLab), the same words as text elsewhere (a script
+        # has no display: the text is printed)
+        if get_ipython() is None:
+            print(f"WARNING: {BANNER}{detail}")
+        else:
+            display({"text/html": html, "text/plain": f"WARNING: {BANNER}{detail}"}, raw=True)
     else:
         print(f"Real data: {len(catalog)} images, layout {layout}, from {catalog.attrs.get('root', '?')}")
     if {"lesion_id", "image_id"} <= set(catalog.columns) and not (catalog["lesion_id"] != catalog["image_id"]).any():

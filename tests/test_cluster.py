@@ -125,3 +125,60 @@ def test_run_all_takes_the_executor_and_its_options(project):
     assert done.returncode == 2 and "--executor: invalid choice: 'nowhere'" in done.stderr
     with pytest.raises(ValueError, match="unknown executor 'pbs'"):
         run_on_cluster(_runs(project), project / "outputs", project / "notebooks", executor="pbs")
+
+
+class _FakeJob:
+    def __init__(self, job_id: int, folder: Path):
+        self.job_id = str(job_id)
+        self.paths = type("Paths", (), {"stdout": folder / f"{job_id}.out", "stderr": folder / f"{job_id}.err"})()
+
+
+class _FakeSlurm:
+    """submitit.AutoExecutor as Slurm would answer it: numbered job ids, and the parameters each submission had."""
+
+    def __init__(self, folder, cluster):
+        self.folder, self.cluster, self.params, self.submissions, self.next = Path(str(folder)), cluster, {}, [], 100
+
+    def update_parameters(self, **params):
+        self.params = params
+
+    def batch(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def submit(self, job):
+        self.next += 1
+        self.submissions.append((job.run.name, dict(self.params)))
+        return _FakeJob(self.next, self.folder)
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_no_wait_submits_every_notebook_with_slurm_dependencies(project, monkeypatch, keep_going):
+    import submitit
+
+    from skinlib.run import cluster
+
+    made = []
+    monkeypatch.setattr(submitit, "AutoExecutor", lambda folder, cluster: made.append(_FakeSlurm(folder, cluster))
+                        or made[-1])
+    runs, log = _runs(project), io.StringIO()
+    status = run_on_cluster(runs, project / "outputs", project / "notebooks", executor="slurm", wait=False,
+                            keep_going=keep_going, options={"slurm_additional_parameters": {"qos": "long"}}, log=log)
+    assert status == 0, log.getvalue()
+    (fast, first), (slow, _), (later, second) = made[0].submissions
+    assert "slurm_additional_parameters" not in first or "dependency" not in first["slurm_additional_parameters"]
+    kind = "afterany" if keep_going else "afterok"
+    assert second["slurm_additional_parameters"] == {"qos": "long", "dependency": f"{kind}:101:102"}
+    assert not any(is_done(project / "outputs", run) for run in runs)        # nothing ran: Slurm holds the jobs
+    assert cluster.submitted(runs[2]).startswith("submitted as job 103 at ")
+    assert "after 2 earlier job(s)" in log.getvalue() and "--list" in log.getvalue()
+
+
+def test_no_wait_is_refused_without_slurm(project):
+    with pytest.raises(ValueError, match="--no-wait needs --executor slurm"):
+        run_on_cluster(_runs(project), project / "outputs", project / "notebooks", executor="submitit-local",
+                       wait=False)
+    done = subprocess.run([sys.executable, "run_all.py", "--no-wait", "--list"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "--no-wait needs --executor slurm" in done.stderr

@@ -10,10 +10,17 @@ resume, :mod:`skinlib.train`).
 
 ``--executor submitit-local`` runs the same jobs as local processes (submitit's local executor): the cluster path
 without a cluster, which the tests take.
+
+``--no-wait`` (Slurm only) submits every notebook's jobs at once and returns: each notebook's jobs depend on the
+jobs of the notebook before it through Slurm (``afterok``: a failure leaves the later jobs pending, as a waiting
+driver stops; with ``--keep-going``, ``afterany``). Each submitted run leaves a note (job id, log) that
+``run_all.py --list`` shows until the run is done; the same command without ``--no-wait`` afterwards skips the
+done runs and exports the report.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -83,14 +90,49 @@ class RunJob:
         return submitit.helpers.DelayedSubmission(RunJob(self.run, self.out_dir, self.cwd, False))
 
 
+def submitted_note(run: Run) -> Path:
+    """Where ``--no-wait`` notes the job of `run` (job id, log files): read by :func:`submitted`."""
+    return paths.workspace() / "jobs" / "submitted" / f"{run.name}.json"
+
+
+def submitted(run: Run) -> str | None:
+    """"submitted as job N (log L)" when a ``--no-wait`` submission noted a job for `run`, else None."""
+    note = submitted_note(run)
+    if not note.is_file():
+        return None
+    info = json.loads(note.read_text())
+    return f"submitted as job {info['job_id']} at {info['submitted']}, log {info['stdout']}"
+
+
+def _note(run: Run, job) -> None:
+    note = submitted_note(run)
+    note.parent.mkdir(parents=True, exist_ok=True)
+    staged = note.with_suffix(".partial")
+    staged.write_text(json.dumps({"job_id": str(job.job_id), "stdout": str(job.paths.stdout),
+                                  "stderr": str(job.paths.stderr),
+                                  "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    staged.replace(note)
+
+
+def dependency(job_ids: list[str], keep_going: bool) -> dict[str, Any]:
+    """submitit's parameters that make a job wait for `job_ids` (``afterok``; ``afterany`` with `keep_going`)."""
+    if not job_ids:
+        return {}
+    return {"slurm_additional_parameters": {"dependency": f"{'afterany' if keep_going else 'afterok'}:"
+                                                            + ":".join(job_ids)}}
+
+
 def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, options: dict[str, Any] | None = None,
-                   force: bool = False, keep_going: bool = False, log=sys.stdout, poll_s: float = 5.0) -> int:
+                   force: bool = False, keep_going: bool = False, wait: bool = True, log=sys.stdout,
+                   poll_s: float = 5.0) -> int:
     """Execute `runs` as jobs (:class:`RunJob`), notebook after notebook; returns the exit status as
-    :func:`skinlib.run.schedule.run_all` does (0: every run done or skipped).
+    :func:`skinlib.run.schedule.run_all` does (0: every run done or skipped; without `wait`: every job submitted).
 
     Args:
         executor: ``slurm``, or ``submitit-local`` (jobs as local processes, submitit's ``LocalExecutor``).
         options: submitit parameters for every job (``slurm_partition``, ``slurm_account``, ``slurm_qos``, ...).
+        wait: wait for each notebook's jobs before submitting the next notebook's; False (``--no-wait``, Slurm only):
+            submit them all now, each notebook's jobs depending on the previous notebook's through Slurm.
         poll_s: seconds between looks at the jobs' states.
     """
     try:
@@ -99,9 +141,13 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
         raise RuntimeError("--executor needs submitit: pip install -e \".[cluster]\"") from exc
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if not wait and executor != "slurm":
+        raise ValueError(f"--no-wait needs --executor slurm: Slurm holds the jobs and their order after run_all.py "
+                         f"returns ({executor}'s jobs would end with it)")
     jobs_of = submitit.AutoExecutor(folder=paths.workspace() / "jobs" / "%j", cluster=EXECUTORS[executor])
     number = {id(run): i for i, run in enumerate(runs, 1)}
     failures: list[str] = []
+    before: list[str] = []                              # without waiting: the job ids the next notebook's jobs wait for
     for stage in stages(runs):
         todo = []
         for run in stage:
@@ -115,13 +161,18 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
         # one submission per set of parameters: on Slurm, the runs of a notebook asking for the same go as one array
         submitted = []
         for params in _distinct(job_parameters(run, options or {}) for _, run in todo):
-            jobs_of.update_parameters(**params)
+            jobs_of.update_parameters(**_merged(params, dependency(before, keep_going)))
             group = [(p, r) for p, r in todo if job_parameters(r, options or {}) == params]
             with jobs_of.batch():
                 jobs = [jobs_of.submit(RunJob(run, out_dir, cwd, force)) for _, run in group]
             submitted += list(zip(group, jobs))
-        for (prefix, _), job in submitted:
-            _say(log, f"{prefix}: submitted as job {job.job_id}, log {job.paths.stdout}")
+        for (prefix, run), job in submitted:
+            _say(log, f"{prefix}: submitted as job {job.job_id}"
+                      f"{f' (after {len(before)} earlier job(s))' if before else ''}, log {job.paths.stdout}")
+            _note(run, job)
+        if not wait:
+            before = [str(job.job_id) for _, job in submitted]
+            continue
         started = time.time()
         for (prefix, run), job in submitted:
             error = _outcome(job, poll_s)
@@ -133,10 +184,23 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
                           f"{out_dir / (run.name + '.ipynb')}")
         if failures and not keep_going:
             break
+    if not wait:
+        _say(log, "\nsubmitted; Slurm starts each notebook's jobs when the jobs before them have "
+                  f"{'ended' if keep_going else 'succeeded'}. `run_all.py --list` (same options) shows each run's state; "
+                  "once they are done, the same command without --no-wait skips them and exports the report.")
+        return 0
     if failures:
         _say(log, f"\n{len(failures)} run(s) failed; results of the others are kept:\n  " + "\n  ".join(failures))
         return 1
     return 0
+
+
+def _merged(params: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`params` with `extra`'s submitit parameters; ``slurm_additional_parameters`` dictionaries are combined."""
+    out = dict(params)
+    for key, value in extra.items():
+        out[key] = {**(out.get(key) or {}), **value} if isinstance(value, dict) else value
+    return out
 
 
 def _distinct(items) -> list[dict]:
