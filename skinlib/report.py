@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths, provenance
+from . import metrics, paths, provenance, tables
 from .data.labels import CLASSES
 from .papers import ALL_REPORTED, METRICS as PAPER_METRICS, matches
 from .registry import SPLIT_COST, experiment_folders, gather, load_run
@@ -193,7 +193,14 @@ def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_R
                          **({"our threshold (chosen on val)": run["youden_threshold"]} if thresholded else {}),
                          **{f"ours {m}": _ours(run, m, thresholded) for m in ours_cols}})
     table = pd.DataFrame(rows)
-    return _grouped(table.dropna(axis=1, how="all")) if len(table) else table
+    if not len(table):
+        return table
+    table = _grouped(table.dropna(axis=1, how="all"))
+    # too wide for the page: shown as two tables, the paper's columns then ours, each with the row's names
+    table.attrs[tables.KEY_COLUMNS] = [c for c in ("figure", "model", "variant") if c in table]
+    table.attrs[tables.COLUMN_GROUPS] = [[c for c in table if c.startswith("paper")],
+                                         [c for c in table if c.startswith("our") or c.startswith("balanced accuracy")]]
+    return table
 
 
 def _grouped(table: pd.DataFrame) -> pd.DataFrame:

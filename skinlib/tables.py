@@ -1,5 +1,6 @@
 """How a notebook shows a table: three decimals, a dash for a missing value (never ``NaN``), no row numbers, and
-cells that wrap so a table fits the page instead of scrolling sideways.
+cells that wrap so a table fits the page instead of scrolling sideways; a table too wide even so is shown in
+parts, one under the other, each repeating the columns that name its rows (:func:`parts`).
 
 :func:`show_tables` (called by :func:`skinlib.notebook.setup`) makes this the HTML form of every pandas DataFrame
 and Series the notebook displays, in JupyterLab and in the exported report alike; :func:`html` is that form.
@@ -7,8 +8,11 @@ and Series the notebook displays, in JupyterLab and in the exported report alike
 
 from __future__ import annotations
 
+import html as markup
 import math
+import re
 
+import numpy as np
 import pandas as pd
 
 #: what a missing value shows as (a run not made, a metric a task does not have)
@@ -25,21 +29,32 @@ STYLES = [
 ]
 
 
+#: the width a table may take (px): a notebook's output area, and the exported report, in a 1,280 px window
+PAGE_WIDTH = 1000
+#: one character's width at the table's 12 px, a little above what Chromium measures (6.3 px; 7.1 px bold in a header)
+CHAR_PX, HEADER_CHAR_PX = 6.5, 7.3
+#: a cell's padding and border (px)
+CELL_PX = 10
+#: metadata of a DataFrame (``table.attrs``) that says how to split it when it is too wide: the columns naming a
+#: row (repeated in every part), and the groups of columns to keep together, in order
+KEY_COLUMNS, COLUMN_GROUPS = "key_columns", "column_groups"
+
+
 def _number(value, integral: bool) -> str:
     """One cell's text: a dash when missing, an integer for a count, three decimals otherwise."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
         return MISSING
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return MISSING
         return f"{value:.0f}" if integral else f"{value:.{DECIMALS}f}"
     return _breakable(value)
 
 
 def _breakable(value) -> str:
     """`value` as HTML text that may wrap after each ``_`` and ``/`` (run names, paths, column names)."""
-    import html as markup
-
     return markup.escape(str(value)).replace("_", "_<wbr>").replace("/", "/<wbr>")
 
 
@@ -52,18 +67,26 @@ def _is_count(column: pd.Series) -> bool:
 
 def html(table: pd.DataFrame | pd.Series) -> str | None:
     """The HTML of `table` as notebooks show it (see the module's docstring); None for a table too long to show
-    whole (pandas' own form then shows its head and tail)."""
+    whole (pandas' own form then shows its head and tail). A table wider than :data:`PAGE_WIDTH` even with every
+    cell wrapped is shown as the tables of :func:`parts`, one under the other."""
     if isinstance(table, pd.Series):
         table = table.to_frame(name=table.name if table.name is not None else "")
     if len(table) > pd.get_option("display.max_rows") or table.shape[1] > (pd.get_option("display.max_columns") or 10**6):
         return None
     if not (table.columns.is_unique and table.index.is_unique):   # cells not addressable by name: one format for all
         return table.style.format(lambda v: _number(v, False), na_rep=MISSING).set_table_styles(STYLES).to_html()
+    pieces = parts(table)
+    if len(pieces) == 1:
+        return _styled(table)
+    return "\n".join(f'<div style="margin-bottom: 10px">{_styled(piece)}</div>' for piece in pieces)
+
+
+def _styled(table: pd.DataFrame) -> str:
+    """One table's HTML (unique columns and index)."""
     counts = {c for c in table.columns if _is_count(table[c])}
     formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
     styler = table.style.format(formats, na_rep=MISSING).format_index(_header, axis="columns", na_rep=MISSING)
-    plain_index = isinstance(table.index, pd.RangeIndex) and table.index.name is None
-    if plain_index:
+    if _plain_index(table):
         styler = styler.hide(axis="index")
     else:
         styler = styler.format_index(lambda v: _number(v, False), axis="index")
@@ -75,6 +98,62 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
     headers = [{"selector": f"th.col_heading.col{i}", "props": "text-align: left;"}
                for i, c in enumerate(table.columns) if c in text]
     return styler.set_table_styles(STYLES + headers).to_html()
+
+
+def _plain_index(table: pd.DataFrame) -> bool:
+    return isinstance(table.index, pd.RangeIndex) and table.index.name is None
+
+
+def _longest_word(text: str, char_px: float) -> float:
+    """The width (px) of the longest piece of `text` (HTML of :func:`_breakable`) that cannot wrap: words end at
+    spaces, ``<wbr>`` and after a hyphen."""
+    words = re.split(r"\s+|<wbr>|(?<=-)", text)
+    return max((len(markup.unescape(w)) for w in words), default=0) * char_px
+
+
+def min_width(table: pd.DataFrame, column) -> float:
+    """The narrowest a column of `table` can be in px, every cell wrapped at each chance (an estimate from
+    :data:`CHAR_PX`): the widest of its header's and cells' longest words, plus :data:`CELL_PX`."""
+    whole = _is_count(table[column])
+    cells = [_number(v, whole) for v in table[column]]
+    return max([_longest_word(_header(column), HEADER_CHAR_PX), *(_longest_word(c, CHAR_PX) for c in cells)]) + CELL_PX
+
+
+def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
+    """`table` as tables that each fit `width` px with their cells wrapped (:func:`min_width`), in column order:
+    `table` itself when it fits. Each part repeats the columns that name a row: ``table.attrs["key_columns"]``,
+    else the leading text columns (at most two); the others are packed in order, keeping together each group of
+    ``table.attrs["column_groups"]`` (lists of columns) that fits a part."""
+    widths = {c: min_width(table, c) for c in table.columns}
+    index = 0.0 if _plain_index(table) else max(_longest_word(_number(v, False), CHAR_PX) for v in table.index) + CELL_PX
+    if index + sum(widths.values()) <= width:
+        return [table]
+    key = [c for c in table.attrs.get(KEY_COLUMNS, []) if c in widths]
+    if not key:
+        for column in table.columns[:2]:
+            if table[column].dtype.kind != "O":
+                break
+            key.append(column)
+    rest = [c for c in table.columns if c not in key]
+    grouped = {c for group in table.attrs.get(COLUMN_GROUPS, []) for c in group}
+    groups = [[c for c in group if c in rest] for group in table.attrs.get(COLUMN_GROUPS, [])]
+    groups = [g for g in groups if g] + [[c] for c in rest if c not in grouped]
+    groups.sort(key=lambda g: rest.index(g[0]))
+    room = width - index - sum(widths[c] for c in key)
+    packed: list[list] = [[]]
+    for group in groups:
+        size = sum(widths[c] for c in group)
+        if size > room:                                   # a group wider than a part: its columns one by one
+            pieces = [[c] for c in group]
+        else:
+            pieces = [group]
+        for piece in pieces:
+            used = sum(widths[c] for c in packed[-1])
+            if packed[-1] and used + sum(widths[c] for c in piece) > room:
+                packed.append([])
+            packed[-1].extend(piece)
+    order = {c: i for i, c in enumerate(table.columns)}
+    return [table[key + sorted(p, key=order.get)] for p in packed if p]
 
 
 def _header(value) -> str:

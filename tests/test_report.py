@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from skinlib import report
+from skinlib import report, tables
 from skinlib.data.labels import CLASSES
 from skinlib.registry import RunRecorder, gather
 
@@ -66,6 +66,9 @@ def test_study_table_puts_runs_beside_the_paper_and_names_missing_ones(registry)
     assert rf["our run"].startswith("not run")
     e = report.study_table("E", runs)
     assert "transfer/resnet50-run" in set(e["our run"])
+    pieces = tables.parts(table, width=600)       # too wide for the page: the paper's columns, then ours
+    assert [p.columns[0] for p in pieces] == ["model"] * len(pieces) and len(pieces) >= 2
+    assert all(c.startswith("paper") for c in pieces[0].columns[2:]) and "our run" in pieces[1].columns
 
 
 def test_study_table_shows_each_runs_split_and_puts_the_image_level_one_last(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from skinlib import tables
@@ -40,3 +41,42 @@ def test_repeated_column_names_and_a_multiindex():
 def test_a_repeated_index_is_shown():
     html = tables.html(pd.DataFrame({"auc": [0.5, math.nan], "run": ["a", "b"]}, index=["x", "x"]))
     assert ">0.500<" in html and "NaN" not in html
+
+
+def _wide(n_metrics: int = 10) -> pd.DataFrame:
+    table = pd.DataFrame({"model": ["custom residual CNN", "ResNet-50 fine-tuned"], "variant": ["rgb, aug", "test"]})
+    for m in range(n_metrics):
+        table[f"paper metric_{m}"] = [0.5, math.nan]
+    for m in range(n_metrics):
+        table[f"ours metric_{m}"] = [0.25, 0.75]
+    return table
+
+
+def test_a_table_too_wide_for_the_page_is_shown_in_parts_that_fit():
+    """Wrapping every cell cannot bring 22 columns into the page: the table is shown as tables one under the other,
+    each with the columns naming its rows (here the leading text columns) and within the page's width."""
+    table = _wide()
+    pieces = tables.parts(table)
+    assert len(pieces) >= 2 and all(list(p.columns[:2]) == ["model", "variant"] for p in pieces)
+    assert [c for p in pieces for c in p.columns[2:]] == list(table.columns[2:]), "every column once, in order"
+    assert all(sum(tables.min_width(p, c) for c in p.columns) <= tables.PAGE_WIDTH for p in pieces)
+    html = tables.html(table)
+    assert html.count("<table") == len(pieces) and "NaN" not in html
+    assert len(tables.parts(table[table.columns[:6]])) == 1, "a table that fits stays whole"
+
+
+def test_a_wide_table_splits_between_the_groups_it_names():
+    """A study table keeps the paper's columns together and ours together (report.study_table names them)."""
+    table = _wide()
+    table.attrs[tables.KEY_COLUMNS] = ["model"]
+    table.attrs[tables.COLUMN_GROUPS] = [[c for c in table if c.startswith("paper")],
+                                         [c for c in table if c.startswith("ours")]]
+    pieces = tables.parts(table)
+    assert [list(p.columns) for p in pieces] == [["model", "variant", *table.columns[2:12]],
+                                                 ["model", *table.columns[12:]]]
+
+
+def test_numpy_floats_in_a_text_column_show_as_numbers():
+    table = pd.DataFrame({"value": np.array([np.float32(0.40612), np.float32("nan"), "n/a"], dtype=object)})
+    html = tables.html(table)
+    assert ">0.406<" in html and ">nan<" not in html and html.count(f">{tables.MISSING}<") == 1
