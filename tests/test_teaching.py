@@ -60,10 +60,13 @@ def test_check_mode_fails_on_a_stale_copy(tmp_path):
     stale = tmp_path / "student" / NOTEBOOKS[0].name
     stale.write_text(stale.read_text().replace("raise NotImplementedError(", "print("))
     (tmp_path / "student" / "99_gone.ipynb").write_text("{}")
+    (tmp_path / "student" / ".ipynb_checkpoints").mkdir()       # JupyterLab's (make student), ignored by git
+    (tmp_path / "student" / ".ipynb_checkpoints" / f"{NOTEBOOKS[0].stem}-checkpoint.ipynb").write_text("{}")
     result = subprocess.run([sys.executable, "tools/make_teaching.py", "--check", "--out", str(tmp_path)], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert f"student/{NOTEBOOKS[0].name}: differs" in result.stdout and "99_gone.ipynb: not made" in result.stdout
+    assert "checkpoint" not in result.stdout
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

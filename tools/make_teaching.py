@@ -141,7 +141,8 @@ def committed(files: list[Path]) -> list[Path]:
 
 def differences(committed_dir: Path, fresh: Path, files: list[Path]) -> list[str]:
     """Committed files of `fresh` (see :func:`committed`) that are missing from or differ in `committed_dir`, and
-    files only `committed_dir`'s committed folders have."""
+    files only `committed_dir`'s committed folders have (not hidden ones: ``.ipynb_checkpoints/`` of ``make student``,
+    which git ignores)."""
     files = committed(files)
     problems = [f"{f}: {'differs' if (committed_dir / f).is_file() else 'missing'}"
                 for f in files if not (committed_dir / f).is_file()
@@ -149,7 +150,8 @@ def differences(committed_dir: Path, fresh: Path, files: list[Path]) -> list[str
     expected = {str(f) for f in files}
     for sub in COMMITTED:
         for extra in sorted((committed_dir / sub).rglob("*")) if (committed_dir / sub).is_dir() else []:
-            if extra.is_file() and str(extra.relative_to(committed_dir)) not in expected:
+            hidden = any(part.startswith(".") for part in extra.relative_to(committed_dir).parts)  # JupyterLab's
+            if extra.is_file() and not hidden and str(extra.relative_to(committed_dir)) not in expected:  # checkpoints
                 problems.append(f"{extra.relative_to(committed_dir)}: not made from any notebook (remove it)")
     return problems
 
