@@ -125,7 +125,8 @@ def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
     else the leading text columns (at most two); the others are packed in order, keeping together each group of
     ``table.attrs["column_groups"]`` (lists of columns) that fits a part."""
     widths = {c: min_width(table, c) for c in table.columns}
-    index = 0.0 if _plain_index(table) else max(_longest_word(_number(v, False), CHAR_PX) for v in table.index) + CELL_PX
+    index = 0.0 if _plain_index(table) else max((_longest_word(_number(v, False), CHAR_PX) for v in table.index),
+                                                default=0.0) + CELL_PX
     if index + sum(widths.values()) <= width:
         return [table]
     key = [c for c in table.attrs.get(KEY_COLUMNS, []) if c in widths]

@@ -80,3 +80,7 @@ def test_numpy_floats_in_a_text_column_show_as_numbers():
     table = pd.DataFrame({"value": np.array([np.float32(0.40612), np.float32("nan"), "n/a"], dtype=object)})
     html = tables.html(table)
     assert ">0.406<" in html and ">nan<" not in html and html.count(f">{tables.MISSING}<") == 1
+
+
+def test_an_empty_table_with_a_named_index_is_styled():
+    assert "<table" in tables.html(pd.DataFrame({"auc": []}, index=pd.Index([], name="run")))
