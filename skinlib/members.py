@@ -108,13 +108,18 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         split_name: keep only runs trained on this saved split (their ``split_name`` parameter), saying in one line
             which runs on other splits are left out (e.g. a profile's run on the image-level split in the same
             workspace); None: every split.
+
+    Variants of a model are no members of their own, and are left out saying so in one line: a test-time-augmented
+    prediction (``tta_of``: the same weights as its plain run) and a run on a share of the training labels
+    (``train_fraction`` below 1, a point of a label-efficiency curve).
     """
     if experiments is None:
         experiments = [p.name for p in experiment_folders(root) if p.name not in exclude]
     frames = []
     for experiment in experiments:
         table = gather(experiment, root=root, split="val",
-                       params=("classes", "localization", "grayscale", "backbone", "split_name"))
+                       params=("classes", "localization", "grayscale", "backbone", "split_name", "tta_of",
+                               "train_fraction"))
         if not table.empty:
             frames.append(table)
     columns = ["experiment", "run", "grayscale", "backbone", "balanced_accuracy"]
@@ -128,6 +133,11 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         subset = isinstance(row.get("localization"), str) and bool(row["localization"])
         keep.append(all(f"p_{c}" in head for c in classes) and not subset)
     table = table[keep].reset_index(drop=True)
+    variant = table["tta_of"].notna() | (table["train_fraction"].fillna(1.0).astype(float) < 1)
+    if variant.any():
+        notice(f"{int(variant.sum())} variant run(s) left out (test-time augmentation, a share of the training "
+               "labels): " + ", ".join(f"{r.experiment}/{r.run}" for r in table[variant].itertuples()))
+    table = table[~variant].reset_index(drop=True)
     if split_name is not None:
         other = table["split_name"].notna() & (table["split_name"] != split_name)
         if other.any():
@@ -138,7 +148,7 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         if column not in table:
             table[column] = np.nan
     table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
-    hidden = ("classes", "localization", "split_name")
+    hidden = ("classes", "localization", "split_name", "tta_of", "train_fraction")
     return table[columns + [c for c in table.columns if c not in columns and c not in hidden]]
 
 
@@ -185,7 +195,8 @@ def registry_specialists(root: Path | None = None, experiment: str = "transfer",
 
 def binary_runs(root: Path | None = None, exclude: Sequence[str] = ("ensembles", SPLIT_COST)) -> pd.DataFrame:
     """Registry runs with a binary task: predictions with ``label`` 0 / 1 and exactly one probability column, outside
-    the experiments `exclude` (08's own results, such as the DINO + CLIP ensemble, are never its members).
+    the experiments `exclude` (08's own results, such as the DINO + CLIP ensemble, are never its members), variants
+    of a model left out (a test-time-augmented prediction, a run on a share of the training labels).
 
     Returns experiment, run, the probability column and the run's parameters ``backbone`` / ``model`` (the
     members of study B's DINO + CLIP ensemble are recognised by these or the run name).
@@ -205,6 +216,8 @@ def binary_runs(root: Path | None = None, exclude: Sequence[str] = ("ensembles",
         if len(proba_columns) != 1:
             continue
         result = load_run(run.parent.name, run.name, base)
+        if result.params.get("tta_of") or float(result.params.get("train_fraction") or 1.0) < 1:
+            continue                              # variants of a model, not models (see registry_runs)
         rows.append({"experiment": run.parent.name, "run": run.name, "column": proba_columns[0],
                      "backbone": str(result.params.get("backbone") or result.params.get("model") or ""),
                      "val_auc": result.metrics.get("val", {}).get("auc")})

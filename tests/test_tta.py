@@ -125,3 +125,32 @@ def test_tta_effect_pairs_the_variant_with_its_plain_run(tmp_path):
     row = table.iloc[0]
     assert row["plain"] == pytest.approx(0.0) and row["with tta"] == pytest.approx(0.5)
     assert row["gain"] == pytest.approx(0.5) and 0 < row["low"] <= 0.5 <= row["high"] and row["p_not_better"] == 0
+
+
+def test_tta_effect_of_a_binary_run_is_its_auc_gain(tmp_path):
+    from skinlib.variants import tta_effect
+
+    n = 60
+    y = np.arange(n) % 2
+    noise = np.random.default_rng(0).random(n)
+    _record(tmp_path, "b", (0.5 * y + noise)[:, None] / 1.5, {"tta": "none"})        # AUC below 1
+    _record(tmp_path, "b-tta_flips", (y + 0.1 * noise)[:, None] / 1.1, {"tta": "flips", "tta_of": "b"})   # AUC 1
+    row = tta_effect(tmp_path, n_boot=100).iloc[0]
+    assert row["metric"] == "auc" and row["with tta"] == pytest.approx(1.0) and 0 < row["gain"] < 0.5
+    assert row["low"] <= row["gain"] <= row["high"] and row["low"] >= 0
+
+
+def test_08_leaves_variants_out_of_its_members(tmp_path):
+    """A TTA variant (same weights) and a run on a share of the training labels are no ensemble members."""
+    from skinlib.data.labels import CLASSES
+    from skinlib.members import registry_runs
+
+    proba = np.full((14, len(CLASSES)), 1 / len(CLASSES))
+    _record(tmp_path, "m", proba, {"tta": "none"})
+    _record(tmp_path, "m-tta_flips", proba, {"tta": "flips", "tta_of": "m"})
+    _record(tmp_path, "m-frac0.1", proba, {"tta": "none", "train_fraction": 0.1})
+    for run in ("m", "m-tta_flips", "m-frac0.1"):                     # predictions named by class code
+        file = tmp_path / "transfer" / run / "predictions.csv"
+        table = pd.read_csv(file)
+        file.write_text(table.rename(columns={f"p_{k}": f"p_{c}" for k, c in enumerate(CLASSES)}).to_csv(index=False))
+    assert list(registry_runs(tmp_path)["run"]) == ["m"]
