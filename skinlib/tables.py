@@ -119,6 +119,19 @@ def min_width(table: pd.DataFrame, column) -> float:
     return max([_longest_word(_header(column), HEADER_CHAR_PX), *(_longest_word(c, CHAR_PX) for c in cells)]) + CELL_PX
 
 
+def _pack(groups: list[list], widths: dict, room: float, target: float) -> list[list]:
+    """Columns of `groups`, in order, packed into lists of about `target` px (at most `room`): a group is kept in
+    one list unless it is wider than `room`."""
+    packed: list[list] = [[]]
+    for group in groups:
+        pieces = [[c] for c in group] if sum(widths[c] for c in group) > room else [group]
+        for piece in pieces:
+            if packed[-1] and sum(widths[c] for c in packed[-1] + piece) > target:
+                packed.append([])
+            packed[-1].extend(piece)
+    return packed
+
+
 def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
     """`table` as tables that each fit `width` px with their cells wrapped (:func:`min_width`), in column order:
     `table` itself when it fits. Each part repeats the columns that name a row: ``table.attrs["key_columns"]``,
@@ -141,18 +154,13 @@ def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
     groups = [g for g in groups if g] + [[c] for c in rest if c not in grouped]
     groups.sort(key=lambda g: rest.index(g[0]))
     room = width - index - sum(widths[c] for c in key)
-    packed: list[list] = [[]]
-    for group in groups:
-        size = sum(widths[c] for c in group)
-        if size > room:                                   # a group wider than a part: its columns one by one
-            pieces = [[c] for c in group]
-        else:
-            pieces = [group]
-        for piece in pieces:
-            used = sum(widths[c] for c in packed[-1])
-            if packed[-1] and used + sum(widths[c] for c in piece) > room:
-                packed.append([])
-            packed[-1].extend(piece)
+    packed = _pack(groups, widths, room, room)
+    # as many parts as needed, their widths evened out (no part of a single leftover column)
+    target = sum(widths[c] for c in rest) / len(packed)
+    while target < room and len(_pack(groups, widths, room, target)) > len(packed):
+        target *= 1.05
+    if target < room:
+        packed = _pack(groups, widths, room, target)
     order = {c: i for i, c in enumerate(table.columns)}
     return [table[key + sorted(p, key=order.get)] for p in packed if p]
 

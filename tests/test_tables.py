@@ -60,6 +60,8 @@ def test_a_table_too_wide_for_the_page_is_shown_in_parts_that_fit():
     assert len(pieces) >= 2 and all(list(p.columns[:2]) == ["model", "variant"] for p in pieces)
     assert [c for p in pieces for c in p.columns[2:]] == list(table.columns[2:]), "every column once, in order"
     assert all(sum(tables.min_width(p, c) for c in p.columns) <= tables.PAGE_WIDTH for p in pieces)
+    sizes = [len(p.columns) - 2 for p in pieces]
+    assert max(sizes) - min(sizes) <= 2, f"parts of even widths, not a leftover column alone: {sizes}"
     html = tables.html(table)
     assert html.count("<table") == len(pieces) and "NaN" not in html
     assert len(tables.parts(table[table.columns[:6]])) == 1, "a table that fits stays whole"
