@@ -136,7 +136,8 @@ def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
     """`table` as tables that each fit `width` px with their cells wrapped (:func:`min_width`), in column order:
     `table` itself when it fits. Each part repeats the columns that name a row: ``table.attrs["key_columns"]``,
     else the leading text columns (at most two); the others are packed in order, keeping together each group of
-    ``table.attrs["column_groups"]`` (lists of columns) that fits a part."""
+    ``table.attrs["column_groups"]`` (lists of columns) that fits a part. A row a part repeats whole is shown once
+    there (where the index is not shown: a paper's row beside each of several runs)."""
     widths = {c: min_width(table, c) for c in table.columns}
     index = 0.0 if _plain_index(table) else max((_longest_word(_number(v, False), CHAR_PX) for v in table.index),
                                                 default=0.0) + CELL_PX
@@ -162,7 +163,18 @@ def parts(table: pd.DataFrame, width: float = PAGE_WIDTH) -> list[pd.DataFrame]:
     if target < room:
         packed = _pack(groups, widths, room, target)
     order = {c: i for i, c in enumerate(table.columns)}
-    return [table[key + sorted(p, key=order.get)] for p in packed if p]
+    return [_once(table[key + sorted(p, key=order.get)]) for p in packed if p]
+
+
+def _once(part: pd.DataFrame) -> pd.DataFrame:
+    """A part without rows repeated whole (a paper's row beside each of several runs in the table), where the index
+    is not shown; as it is where a cell cannot be compared."""
+    if not _plain_index(part):
+        return part
+    try:
+        return part.drop_duplicates(ignore_index=True)
+    except TypeError:                                     # unhashable cells (lists)
+        return part
 
 
 def _header(value) -> str:

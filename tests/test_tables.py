@@ -76,6 +76,10 @@ def test_a_wide_table_splits_between_the_groups_it_names():
     pieces = tables.parts(table)
     assert [list(p.columns) for p in pieces] == [["model", "variant", *table.columns[2:12]],
                                                  ["model", *table.columns[12:]]]
+    twice = pd.concat([table, table.assign(**{"ours metric_0": [0.5, 0.5]})], ignore_index=True)
+    twice.attrs = table.attrs
+    paper, ours = tables.parts(twice)
+    assert len(paper) == 2 and len(ours) == 4, "a paper's row beside two runs is shown once in the paper's part"
 
 
 def test_numpy_floats_in_a_text_column_show_as_numbers():
