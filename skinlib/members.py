@@ -226,24 +226,32 @@ def binary_runs(root: Path | None = None, exclude: Sequence[str] = ("ensembles",
 
 # --- choosing the members (08) --------------------------------------------------------------------------------
 
-def candidate_runs(experiments: Sequence[str] | None = None, split_name: str | None = None, *, rgb_only: bool = True,
+#: 08's ``colours``: which runs may be members
+COLOURS = ("rgb", "grey", "any")
+
+
+def candidate_runs(experiments: Sequence[str] | None = None, split_name: str | None = None, *, colours: str = "rgb",
                    at_least: int = 2, root: Path | None = None) -> pd.DataFrame:
-    """08's candidate members: :func:`registry_runs` on `split_name`, the grey-scale runs left out when `rgb_only`
-    (study E ensembled RGB models).
+    """08's candidate members: :func:`registry_runs` on `split_name`, of the colours asked for (study E ensembled its
+    RGB models, and its grey-scale models apart).
 
     Args:
         experiments, split_name, root: as for :func:`registry_runs`.
-        rgb_only: keep RGB runs only.
+        colours: ``rgb`` (runs on colour images), ``grey`` (runs on grey-scale images) or ``any``.
         at_least: the fewest candidates an ensemble needs.
 
     Raises:
+        ValueError: `colours` is not one of :data:`COLOURS`.
         RuntimeError: fewer than `at_least` candidates (saying which notebooks record them).
     """
+    if colours not in COLOURS:
+        raise ValueError(f"colours = {colours!r}: use one of {', '.join(COLOURS)}")
     candidates = registry_runs(root, experiments=experiments, split_name=split_name)
-    if rgb_only:
-        candidates = candidates[~candidates["grayscale"]].reset_index(drop=True)
+    if colours != "any":
+        candidates = candidates[candidates["grayscale"] == (colours == "grey")].reset_index(drop=True)
     if len(candidates) < at_least:
-        raise RuntimeError(f"{len(candidates)} candidate run(s) in the registry: run notebooks 03-06 first")
+        raise RuntimeError(f"{len(candidates)} {'' if colours == 'any' else colours + ' '}candidate run(s) in the "
+                           "registry: run notebooks 03-06 first")
     return candidates
 
 
@@ -258,7 +266,7 @@ def named_members(names: Sequence[str] | str, candidates: Sequence[str], paramet
         count: how many names are needed (None: any number, at least one).
 
     Raises:
-        ValueError: a name that is no candidate (a run missing, on another split, grey-scale with ``rgb_only``, or
+        ValueError: a name that is no candidate (a run missing, on another split, of other colours than ``colours``, or
             not a 7-class run), or the wrong number of names; the message lists the candidates.
     """
     names = [names] if isinstance(names, str) else list(names)

@@ -212,9 +212,12 @@ ROWS: dict[str, Row] = {row.key: row for row in [
                                                           "timm; torchvision's stand in"}),
     _e("E/ViT-B/32", "vit_base_patch32_224", max_epochs=15, patience=10),
     _e("E/ViT-B/32 grey", "vit_base_patch32_224", max_epochs=15, patience=10, grayscale=True),
-    Row("E/ensembles", "08", {"top_k": 3, "rgb_only": True},
+    Row("E/ensembles", "08", {"top_k": 3, "colours": "rgb"},
         described={"members": "ResNet50, Xception, InceptionResNetV2 (RGB): averaged and voted; the mix-model's "
                               "general model ResNet50 RGB aug with three specialists"}),
+    Row("E/ensembles grey", "08", {"top_k": 3, "colours": "grey"},
+        described={"members": "ResNet50, Xception, InceptionResNetV2 (grey-scale): averaged and voted (improved, by "
+                              "less than the RGB ensembles; no number reported)"}),
     Row("E/Grad-CAM", "09", {}, described={"maps": "per class; RGB against grey-scale ResNet50"}),
     Row("B/Grad-CAM", "09", {}, described={"maps": "ResNet-18, melanoma and benign images"}),
 ]}

@@ -202,13 +202,16 @@ def _run(root, experiment, run, grayscale=False, ba=0.5, n=12):
     rec.finish()
 
 
-def test_candidate_runs_leave_out_grey_scale_and_need_two(tmp_path):
-    for run, gray, ba in (("a", False, 0.9), ("b", True, 0.8), ("c", False, 0.1)):
+def test_candidate_runs_of_the_colours_asked_for_and_at_least_two(tmp_path):
+    for run, gray, ba in (("a", False, 0.9), ("b", True, 0.8), ("c", False, 0.1), ("d", True, 0.5)):
         _run(tmp_path, "transfer", run, gray, ba)
     assert sorted(members.candidate_runs(root=tmp_path)["run"]) == ["a", "c"]
-    assert sorted(members.candidate_runs(root=tmp_path, rgb_only=False)["run"]) == ["a", "b", "c"]
-    with pytest.raises(RuntimeError, match="2 candidate run"):
+    assert sorted(members.candidate_runs(root=tmp_path, colours="grey")["run"]) == ["b", "d"]
+    assert sorted(members.candidate_runs(root=tmp_path, colours="any")["run"]) == ["a", "b", "c", "d"]
+    with pytest.raises(RuntimeError, match="2 rgb candidate run"):
         members.candidate_runs(root=tmp_path, at_least=3)
+    with pytest.raises(ValueError, match="colours = 'gray': use one of rgb, grey, any"):
+        members.candidate_runs(root=tmp_path, colours="gray")
 
 
 def test_best_member_and_best_per_kind():
