@@ -281,7 +281,8 @@ def forest_plot(runs: pd.DataFrame):
             ax.axvline(chance, ls="--", color="grey", lw=1)
             ax.text(chance, len(part) - 0.4, f" chance {chance:.2f}", color="grey", va="bottom", fontsize=8)
         top_down = list(reversed(legend))                     # rows are drawn bottom-up
-        ax.legend([legend[f] for f in top_down], top_down, loc="lower right", fontsize=8)
+        ax.legend([legend[f] for f in top_down], top_down, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8,
+                  frameon=False)                      # beside the axes: it covers no row
         ax.set_title(task, loc="left", fontsize=10)
         ax.set_xlabel(TASK_AXIS.get(task, "test balanced accuracy") + " (95% interval, lesions resampled)")
         ax.set_xlim(0, 1)
