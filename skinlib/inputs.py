@@ -13,7 +13,7 @@ import pandas as pd
 from . import paths
 from .data.labels import CLASSES
 from .data.source import open_catalog
-from .data.splits import DEFAULT_SPLIT, SPLITS, default_split_name, load_split, make_and_save_splits
+from .data.splits import DEFAULT_SPLIT, SPLITS, load_split, make_and_save_splits, saved_name
 
 if TYPE_CHECKING:                      # torch stays out of run_all.py's imports (it reads SMOKE_ENV from here)
     import torch
@@ -70,22 +70,20 @@ def split_catalog(data_dir=None, layout=None, split_name: str = DEFAULT_SPLIT, *
         data_dir, layout, seed, allow_missing: as for :func:`skinlib.data.open_catalog`.
         split_name: a split saved by ``02_splits`` (``splits/<name>/`` in the workspace). The default split,
             when missing, is made here with 02's defaults (saying so in one line); another missing split is an error.
-            On data without lesion ids the default name stands for 02's default split of that data,
-            ``ungrouped-75-10-15-seed0`` (:func:`skinlib.data.splits.split_name`), said in one line.
+            On data without lesion ids a ``lesion-...`` name stands for the split 02 saves there,
+            ``ungrouped-...`` (:func:`skinlib.data.splits.saved_name`), said in one line.
         localization: keep only images of this body site (study E's ``lower extremity`` subset); the
             split itself is unchanged, so the subset's train / val / test stay lesion-disjoint.
     """
     catalog = open_catalog(data_dir, layout, seed=seed, allow_missing=allow_missing)
-    if split_name == DEFAULT_SPLIT:
-        saved_as = default_split_name(catalog)
-        if saved_as != split_name:
-            print(f"this data has no lesion ids: 02_splits saves its default split as {saved_as!r} (one image per "
-                  "group), which is the split read here", flush=True)
-            split_name = saved_as
-        if not (paths.splits_dir() / split_name / "split.csv").is_file():
-            folder = make_and_save_splits(catalog)[split_name]
-            print(f"no split {split_name!r} saved yet: made it as 02_splits does with its defaults, in "
-                  f"{folder}", flush=True)
+    asked, split_name = split_name, saved_name(catalog, split_name)
+    if split_name != asked:
+        print(f"this data has no lesion ids: 02_splits saves the split {asked!r} stands for as {split_name!r}, "
+              "which is the split read here", flush=True)
+    if asked == DEFAULT_SPLIT and not (paths.splits_dir() / split_name / "split.csv").is_file():
+        folder = make_and_save_splits(catalog)[split_name]
+        print(f"no split {split_name!r} saved yet: made it as 02_splits does with its defaults, in "
+              f"{folder}", flush=True)
     split = load_split(split_name, catalog)
     table = catalog.merge(split, on="image_id", validate="one_to_one")
     table.attrs = dict(catalog.attrs, split_name=split_name, normalization=split.attrs["manifest"].get("normalization"))

@@ -7,6 +7,7 @@ fingerprint, counts), so every later notebook trains and tests on exactly the sa
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Literal
@@ -346,11 +347,28 @@ def save_split(
 DEFAULTS: dict = {"ratios": (0.75, 0.10, 0.15), "seed": 0, "group_by": "auto", "stratify": "label", "image_size": 224}
 DEFAULT_SPLIT: str = default_name(DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
 
+_LESION_NAME = re.compile(r"^(?P<kind>lesion|lesion\+duplicates)-(?P<rest>\d+(?:-\d+)+-seed\d+)$")
 
-def default_split_name(catalog: pd.DataFrame) -> str:
-    """The name 02's defaults save their grouped split of `catalog` under: :data:`DEFAULT_SPLIT`, or
-    ``ungrouped-75-10-15-seed0`` on data without lesion (or patient) ids."""
-    return split_name(catalog, DEFAULTS["group_by"], DEFAULTS["ratios"], DEFAULTS["seed"])
+
+def saved_name(catalog: pd.DataFrame, name: str) -> str:
+    """The name 02 saves the split `name` stands for under, on `catalog` (:func:`split_name`): a ``lesion-...`` name
+    is ``ungrouped-...`` on data without lesion (or patient) ids, a ``lesion+duplicates-...`` one ``duplicates-...``;
+    every other name is itself.
+
+    Args:
+        catalog: the catalog the split divides.
+        name: a split name, e.g. a notebook's ``split_name`` (:data:`DEFAULT_SPLIT`).
+    """
+    match = _LESION_NAME.match(name)
+    if match is None:
+        return name
+    group_by = "auto" if match["kind"] == "lesion" else match["kind"]
+    kinds = grouped_by(catalog, group_by)
+    if not kinds:
+        return f"ungrouped-{match['rest']}"
+    if group_by == "lesion+duplicates" and "lesion" not in kinds:
+        return f"duplicates-{match['rest']}"
+    return name
 
 
 def make_folds(catalog: pd.DataFrame, k: int = 5, seed: int = 0, group_by: GroupBy = "auto",
