@@ -18,11 +18,11 @@ of each other, in three steps:
    no embeddings are given (:attr:`Audit.method` says which), less how crowded each image's neighbourhood is
    (:func:`pair_similarity`: a pair of lesions that merely look like many others does not stand out).
 
-**The threshold rule** (documented, chosen by no test data and no lesion ids): images of different diagnoses are
-never the same lesion, so candidate pairs of different diagnoses are known false pairs. The number of false pairs
-above a threshold is estimated as the different-diagnosis pairs above it, scaled up by all pairs over
-different-diagnosis pairs (same-diagnosis false pairs are assumed as frequent: an underestimate where classes look
-alike). The threshold is the lowest similarity at which that estimate stays within :data:`FALSE_PAIRS_PER_IMAGE`
+**The threshold rule** (set by no lesion id and no score on any split: the audit comes before the split and reads
+only the images and their diagnoses, all of them): images of different diagnoses are never the same lesion, so
+candidate pairs of different diagnoses are known false pairs. The number of false pairs above a threshold is
+estimated as the different-diagnosis pairs above it, scaled up by all pairs over different-diagnosis pairs
+(same-diagnosis false pairs are assumed as frequent: an underestimate where classes look alike). The threshold is the lowest similarity at which that estimate stays within :data:`FALSE_PAIRS_PER_IMAGE`
 per image. Every candidate pair is listed with its similarity; those at or above the threshold are duplicates, and
 their connected components are the inferred groups (:func:`duplicate_groups`).
 """
@@ -266,7 +266,8 @@ def summary(catalog: pd.DataFrame, found: Audit) -> pd.Series:
     if "same_lesion" in dup:
         row["pairs across lesion ids"] = int((~dup["same_lesion"]).sum())
     row.update({"images in a pair": int(pd.concat([dup["image_a"], dup["image_b"]]).nunique()),
-                "inferred groups": len(sizes), "largest group": int(sizes.max()), "threshold": round(found.threshold, 4)})
+                "inferred groups": len(sizes), "largest group": int(sizes.max()),
+                "threshold": round(found.threshold, 4)})
     return pd.Series(row, name=found.method, dtype=object)
 
 

@@ -11,15 +11,11 @@ import os
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from ..data.cache import ImageCache
 from ..data.duplicates import Audit, audit
-from .backbones import create_backbone, input_size_of, normalization_of
 
 
-@torch.no_grad()
 def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir: str | os.PathLike | None = None,
                      pretrained: bool = True, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """Pooled features of `backbone` for `image_ids` read from the image cache: (n, d) float32, in `image_ids` order.
@@ -36,6 +32,11 @@ def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir
     Raises:
         WeightsError: the weights cannot be loaded (the message says where to put them).
     """
+    import torch                     # here: the audit without a backbone (01, 02's default) never imports torch
+    import torch.nn.functional as F
+
+    from .backbones import create_backbone, input_size_of, normalization_of
+
     model = create_backbone(backbone, num_classes=1, pretrained=pretrained, weights_dir=weights_dir)
     features = model.features.eval().to(device)
     mean, std = normalization_of(model) or ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -44,12 +45,13 @@ def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir
     side = input_size_of(model) or cache.size
     ids = list(image_ids)
     out = []
-    for start in range(0, len(ids), batch_size):
-        x = torch.from_numpy(cache.images(ids[start:start + batch_size])).to(device)
-        x = x.permute(0, 3, 1, 2).float().div_(255)
-        if x.shape[-1] != side:
-            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
-        out.append(features((x - mean_t) / std_t).flatten(1).float().cpu().numpy())
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            x = torch.from_numpy(cache.images(ids[start:start + batch_size])).to(device)
+            x = x.permute(0, 3, 1, 2).float().div_(255)
+            if x.shape[-1] != side:
+                x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
+            out.append(features((x - mean_t) / std_t).flatten(1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
