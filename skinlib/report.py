@@ -153,8 +153,9 @@ def split_of(params: dict | None, data: dict | None = None) -> str:
     if not isinstance(name, str) or not name:
         return ""
     kind = name.split("-", 1)[0]
-    return {"lesion": "lesion-grouped", "patient": "patient-grouped",
-            "image": "image-level (lesions leak)"}.get(kind, name)
+    return {"lesion": "lesion-grouped", "patient": "patient-grouped", "image": "image-level (lesions leak)",
+            "ungrouped": grouping_words([]), "duplicates": grouping_words(["duplicates"]),
+            "lesion+duplicates": grouping_words(["lesion", "duplicates"])}.get(kind, name)
 
 
 def study_table(study: str, runs: pd.DataFrame, reported: Sequence[dict] = ALL_REPORTED,

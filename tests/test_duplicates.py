@@ -103,6 +103,11 @@ def test_a_split_is_named_after_what_it_grouped_by(ham, folders_dir):
     assert split_name(folders, "image", ratios, 0) == "image-75-10-15-seed0"
     assert grouping_words(grouped_by(ham, "lesion+duplicates"), "lesion+duplicates") == \
         "lesion- and near-duplicate-grouped"
+    from skinlib.report import split_of                  # the report, from a run's split name alone
+
+    assert split_of({"split_name": "ungrouped-75-10-15-seed0"}).startswith("ungrouped (no lesion ids")
+    assert split_of({"split_name": "lesion+duplicates-75-10-15-seed0"}) == "lesion- and near-duplicate-grouped"
+    assert split_of({"split_name": "duplicates-75-10-15-seed0"}) == "near-duplicate-grouped"
 
 
 def test_02_saves_a_duplicate_grouped_split_with_the_audit_in_its_manifest(ham, found):
