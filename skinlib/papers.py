@@ -194,7 +194,8 @@ METRICS = ("accuracy", "train_accuracy", "precision_weighted", "recall_weighted"
 ALL_REPORTED: list[dict] = [*REPORTED, *REPORTED_BINARY, *REPORTED_ENSEMBLES]
 #: The run parameters the ``match`` rules read (what 05 and 06 gather from the registry for :func:`beside`).
 MATCH_KEYS: tuple[str, ...] = tuple(sorted({k.removesuffix("_prefix") for r in ALL_REPORTED
-                                            for k in (r.get("match") or {}) if k not in ("experiment", "run_prefix")}))
+                                            for k in (r.get("match") or {}) if k not in ("experiment", "run_prefix")}
+                                           | {"tta_of", "train_fraction"}))   # a variant matches no row
 
 
 def numbers(rows: list[dict] = ALL_REPORTED) -> list[dict]:
@@ -214,10 +215,13 @@ def matches(paper: dict, run) -> bool:
     """Whether a registry run is a run of the paper row's model and variant: every key of the row's ``match`` equals
     the run's parameter (or its experiment); a list means any of its values; a key ``<name>_prefix`` asks the run's
     name (``run_prefix``) or parameter ``<name>`` to start with the value. The run is a mapping (a row of
-    :func:`skinlib.registry.gather`) holding its parameters under ``params`` or as columns of their own."""
+    :func:`skinlib.registry.gather`) holding its parameters under ``params`` or as columns of their own. A variant
+    (a test-time-augmented prediction, a fit on a share of the training labels) matches no paper row."""
     want = paper.get("match") or {}
     params = run.get("params")
     params = params if isinstance(params, dict) else run
+    if _variant(params):
+        return False
     for key, value in want.items():
         if key.endswith("_prefix"):
             have = run.get("run", "") if key == "run_prefix" else params.get(key[:-len("_prefix")])
@@ -233,6 +237,16 @@ def matches(paper: dict, run) -> bool:
         elif have != value:
             return False
     return bool(want)
+
+
+def _variant(params) -> bool:
+    """Whether a run is a variant of a model rather than the model as its study ran it: a test-time-augmented
+    prediction (``tta_of``) or a fit on a share of the training labels (``train_fraction`` below 1)."""
+    def given(value) -> bool:
+        return value is not None and not (isinstance(value, float) and math.isnan(value)) and value != ""
+
+    fraction = params.get("train_fraction")
+    return given(params.get("tta_of")) or (given(fraction) and float(fraction) < 1)
 
 
 def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:

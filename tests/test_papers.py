@@ -124,3 +124,18 @@ def test_the_report_uses_the_same_matcher():
         "backbone": "resnet50.tv_in1k", "head": "linear", "augment": "study_a", "grayscale": False}})
     hits = [r for r in report.ALL_REPORTED if report.matches(r, run)]
     assert [(r["study"], r["model"]) for r in hits] == [("A", "ResNet-50 fine-tuned")]
+
+
+def test_a_variant_matches_no_papers_row():
+    """A test-time-augmented prediction or a fit on a share of the labels is not the model as its study ran it."""
+    transfer = dict(grayscale=False, augment="study_e", localization=None, head="study_e", backbone="resnet50")
+    runs = pd.DataFrame([
+        _run("E-resnet50", "transfer", **transfer),
+        _run("E-resnet50-tta_flips", "transfer", **transfer, tta_of="E-resnet50"),
+        _run("E-resnet50-frac0.1", "transfer", **transfer, train_fraction=0.1),
+        _run("E-resnet50-all", "transfer", **transfer, train_fraction=1.0),
+    ])
+    table = papers.beside(runs)
+    assert table.loc["E-resnet50", "paper_accuracy"] == 0.89 and table.loc["E-resnet50-all", "paper_accuracy"] == 0.89
+    assert pd.isna(table.loc["E-resnet50-tta_flips", "paper"]) and pd.isna(table.loc["E-resnet50-frac0.1", "paper"])
+    assert {"tta_of", "train_fraction"} <= set(papers.MATCH_KEYS)
