@@ -136,3 +136,11 @@ def test_a_backbone_without_its_weights_is_an_error_not_a_fallback(ham, tmp_path
         near_duplicates(ham, cache, "resnet18", weights_dir=tmp_path)
     emb = image_embeddings(cache, ham["image_id"][:3], "resnet18", pretrained=False, batch_size=2)
     assert emb.shape == (3, 512) and np.isfinite(emb).all()
+
+
+def test_a_backbone_with_random_weights_says_so(ham):
+    """A smoke run (pretrained=False) scores the pairs with random weights: the audit's method says it."""
+    from skinlib.models.embeddings import near_duplicates
+
+    found = near_duplicates(ham, build_cache(ham, 32), "resnet18", pretrained=False, device="auto")
+    assert found.method == "embeddings of resnet18 (random weights: says nothing about duplicates)"

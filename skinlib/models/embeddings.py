@@ -56,7 +56,8 @@ def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir
 
 
 def near_duplicates(catalog: pd.DataFrame, cache: ImageCache, backbone: str | None = None, *,
-                    weights_dir: str | os.PathLike | None = None, device: str = "cpu") -> Audit:
+                    weights_dir: str | os.PathLike | None = None, pretrained: bool = True,
+                    device: str = "auto") -> Audit:
     """The near-duplicate audit of `catalog`: candidate pairs by the colour-layout descriptor, scored by the cosine
     of `backbone`'s pretrained embeddings, or by the descriptor alone when `backbone` is None (the audit's
     ``method`` says which).
@@ -66,9 +67,17 @@ def near_duplicates(catalog: pd.DataFrame, cache: ImageCache, backbone: str | No
         cache: its image cache.
         backbone: a timm backbone whose pretrained weights are available, or None.
         weights_dir: where its weights are (as for :func:`image_embeddings`).
-        device: where the backbone runs.
+        pretrained: False: the backbone's random weights, which say nothing about duplicates (a smoke run checks
+            the path with them; the audit's ``method`` says so).
+        device: where the backbone runs: ``auto`` (a GPU when there is one), ``cpu`` or ``cuda``.
     """
     if backbone is None:
         return audit(catalog, cache)
-    embeddings = image_embeddings(cache, catalog["image_id"], backbone, weights_dir=weights_dir, device=device)
-    return audit(catalog, cache, embeddings=embeddings, embedding_name=f"{backbone} (pretrained)")
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    embeddings = image_embeddings(cache, catalog["image_id"], backbone, weights_dir=weights_dir,
+                                  pretrained=pretrained, device=device)
+    weights = "pretrained" if pretrained else "random weights: says nothing about duplicates"
+    return audit(catalog, cache, embeddings=embeddings, embedding_name=f"{backbone} ({weights})")
