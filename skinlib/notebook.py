@@ -176,6 +176,19 @@ def parameter_names(namespace: Mapping[str, Any]) -> list[str]:
     return names
 
 
+def _figures_inline(matplotlib) -> None:
+    """In a Jupyter kernel, figures are shown in the notebook even when ``$MPLBACKEND`` names a backend that only
+    writes files (``Agg``, often set on batch machines and in CI): else the executed notebooks and ``report.html``
+    carry no figure at all."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None and "inline" not in matplotlib.get_backend():
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def setup(namespace: Mapping[str, Any], seed: int | None = None,
           resolved: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Print the resolved parameters and environment, seed everything, set the plotting style and how tables show
@@ -213,6 +226,7 @@ def setup(namespace: Mapping[str, Any], seed: int | None = None,
     params.update(resolved or {})
     if seed is not None:
         seed_everything(seed)
+    _figures_inline(matplotlib)
     sns.set_theme(style="whitegrid", context="notebook")
     matplotlib.rcParams.update({"figure.dpi": 90, "savefig.bbox": "tight"})
     pd.set_option("display.width", 140)

@@ -54,3 +54,18 @@ def test_a_cell_that_raises_in_jupyterlab_scrolls_into_view(monkeypatch):
             [{"application/javascript": notebook.SCROLL_TO_CELL}]
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_figures_show_in_a_kernel_whatever_mplbackend_says(monkeypatch, tmp_path):
+    """MPLBACKEND=Agg (batch machines, CI) made every executed notebook, and so report.html, figure-less."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from skinlib.notebook import setup\nparams = setup({'a': 1})"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2]);"),
+    ])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    kinds = [k for o in nb.cells[1].outputs for k in o.get("data", {})]
+    assert "image/png" in kinds, nb.cells[1].outputs
