@@ -160,7 +160,7 @@ class Prepared:
 def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_SPLIT, *, image_size: int,
             batch_size: int, seed: int = 0, allow_missing: bool = False, device: str = "auto",
             localization: str | None = None, classes: Sequence[str] | None = None, crop: str = "squash",
-            train_fraction: float = 1.0) -> Prepared:
+            train_fraction: float = 1.0, features: Callable[[pd.DataFrame], Any] | None = None) -> Prepared:
     """What 04-06 do before building a model: the split catalog, the data banner, the image cache, the device and
     the batches per split (train shuffled from `seed`).
 
@@ -174,6 +174,7 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
         crop: how images enter the cache: ``squash`` or ``center`` (CLIP's; :func:`skinlib.data.cache.load_image`).
         train_fraction: share of the training labels used (whole lesions, per class, nested per `seed`:
             :func:`skinlib.data.splits.train_fraction_subset`); val and test are never reduced.
+        features: rows -> a second input per image (:func:`split_batches`), e.g. study C's labels as prompts.
     """
     from .data.cache import build_cache
     from .data.splits import train_fraction_subset
@@ -188,7 +189,8 @@ def prepare(data_dir=None, layout: str | None = None, split_name: str = DEFAULT_
     parts = by_split(table)
     parts["train"] = train_fraction_subset(parts["train"], train_fraction, seed)
     dev = resolve_device(device)
-    return Prepared(table, parts, cache, dev, split_batches(cache, parts, batch_size, seed=seed, device=dev),
+    return Prepared(table, parts, cache, dev,
+                    split_batches(cache, parts, batch_size, seed=seed, device=dev, features=features),
                     list(classes or CLASSES))
 
 

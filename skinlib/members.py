@@ -15,6 +15,7 @@ from .data.labels import CLASSES
 from .ensemble import STUDY_E_SPECIALISTS, Specialist
 from . import provenance
 from .notebook import notice
+from .papers import reads_label
 from .registry import SPLIT_COST, experiment_folders, gather, load_run
 
 
@@ -111,7 +112,8 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
 
     Variants of a model are no members of their own, and are left out saying so in one line: a test-time-augmented
     prediction (``tta_of``: the same weights as its plain run) and a run on a share of the training labels
-    (``train_fraction`` below 1, a point of a label-efficiency curve).
+    (``train_fraction`` below 1, a point of a label-efficiency curve). So is a model given each image's label as an
+    input (:func:`skinlib.papers.reads_label`: study C's model, an ablation).
     """
     if experiments is None:
         experiments = [p.name for p in experiment_folders(root) if p.name not in exclude]
@@ -119,7 +121,7 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
     for experiment in experiments:
         table = gather(experiment, root=root, split="val",
                        params=("classes", "localization", "grayscale", "backbone", "split_name", "tta_of",
-                               "train_fraction"))
+                               "train_fraction", "head"))
         if not table.empty:
             frames.append(table)
     columns = ["experiment", "run", "grayscale", "backbone", "balanced_accuracy"]
@@ -138,6 +140,11 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         notice(f"{int(variant.sum())} variant run(s) left out (test-time augmentation, a share of the training "
                "labels): " + ", ".join(f"{r.experiment}/{r.run}" for r in table[variant].itertuples()))
     table = table[~variant].reset_index(drop=True)
+    leaky = table["head"].map(lambda head: reads_label({"head": head})).astype(bool)
+    if leaky.any():
+        notice(f"{int(leaky.sum())} run(s) given each image's label as an input left out (study C's model, an "
+               "ablation measuring the leak): " + ", ".join(f"{r.experiment}/{r.run}" for r in table[leaky].itertuples()))
+    table = table[~leaky].reset_index(drop=True)
     if split_name is not None:
         other = table["split_name"].notna() & (table["split_name"] != split_name)
         if other.any():
@@ -148,7 +155,7 @@ def registry_runs(root: Path | None = None, experiments: Sequence[str] | None = 
         if column not in table:
             table[column] = np.nan
     table["grayscale"] = table["grayscale"].fillna(False).astype(bool)
-    hidden = ("classes", "localization", "split_name", "tta_of", "train_fraction")
+    hidden = ("classes", "localization", "split_name", "tta_of", "train_fraction", "head")
     return table[columns + [c for c in table.columns if c not in columns and c not in hidden]]
 
 

@@ -76,10 +76,15 @@ REPORTED: list[dict] = [
      "variant": "linear"},
     {**_table2("BLIP vision encoder (last layer trained), linear head", "blip", 0.8323, 0.8202, 0.8323, 0.8203,
                {"experiment": "vision_language", "family": "blip"}), "variant": "linear"},
-    # study C: validation and training accuracy (Table 1); our prompt head stands for its prompt input
+    # study C: validation and training accuracy (Table 1); our prompt head stands for its prompt input, and beside
+    # its base row the paper's own model, given each image's diagnosis prompt (06's label_prompt head: the leak)
     {"study": "C", "model": "CLIP with diagnosis prompts", "backbone": "clip", "variant": "prompt", "split": "val",
      "source": "Table 1 (Base)", "accuracy": 0.818, "train_accuracy": 0.835,
      "match": {"experiment": "vision_language", "family": "clip", "head": "prompt", "weight_decay": 0.0, "augment": "none"}},
+    {"study": "C", "model": "CLIP given each image's own diagnosis prompt (the paper's model: the label leaks)",
+     "backbone": "clip", "variant": "label as input", "split": "val", "source": "Table 1 (Base)", "accuracy": 0.818,
+     "train_accuracy": 0.835, "needs": "the full profile's C-clip-label-input (06 with head = label_prompt)",
+     "match": {"experiment": "vision_language", "family": "clip", "head": "label_prompt"}},
     {"study": "C", "model": "CLIP with diagnosis prompts, weight decay 0.01", "backbone": "clip",
      "variant": "prompt, weight decay", "split": "val", "source": "Table 1 (Regularization)", "accuracy": 0.804,
      "train_accuracy": 0.812,
@@ -247,6 +252,17 @@ def _variant(params) -> bool:
 
     fraction = params.get("train_fraction")
     return given(params.get("tta_of")) or (given(fraction) and float(fraction) < 1)
+
+
+#: The head of study C's model as its paper ran it (06's ``label_prompt``): it reads the label it predicts.
+LABEL_INPUT_HEAD = "label_prompt"
+
+
+def reads_label(params) -> bool:
+    """Whether a run's model was given each image's label as an input (06's ``label_prompt`` head: study C's model,
+    kept as an ablation that measures the leak). Its scores measure the leak, not a diagnosis: it stands beside
+    study C's rows in the report and is never an ensemble member, a Grad-CAM subject or the calibration model."""
+    return params.get("head") == LABEL_INPUT_HEAD
 
 
 def _without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:

@@ -152,6 +152,28 @@ def confusion_pair(counts: pd.DataFrame, normalized: pd.DataFrame, title: str = 
     return fig
 
 
+def correct_per_class(counts: pd.DataFrame, title: str = "", ax=None):
+    """Per true class, the test images and how many of them were predicted correctly, as paired bars (study C's
+    figure), from a confusion matrix of counts (rows: true class)."""
+    fig, ax = _axes(ax, (8.5, 3.5))
+    total = counts.sum(axis=1).to_numpy()
+    correct = np.diag(counts.to_numpy())
+    x, width = np.arange(len(counts)), 0.4
+    palette = sns.color_palette("deep")
+    for offset, values, label, colour in ((-width / 2, total, "images", palette[7]),
+                                          (width / 2, correct, "predicted correctly", palette[2])):
+        bars = ax.bar(x + offset, values, width, label=label, color=colour)
+        ax.bar_label(bars, fmt="%d", padding=2, fontsize=8)
+    ax.set_xticks(x, [str(c) for c in counts.index])
+    ax.set_ylabel("test images")
+    ax.set_ylim(0, max(1, total.max()) * 1.15)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=9)   # beside: it covers no bar
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 def training_curves(history: pd.DataFrame, monitor: str = "val_balanced_accuracy", best_epoch: int | None = None,
                     title: str = ""):
     """Loss (train and val) and accuracy / the monitored metric per epoch; `title` (e.g. the model) above both."""

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import metrics, paths, provenance, tables
 from .data.labels import CLASSES
-from .papers import ALL_REPORTED, METRICS as PAPER_METRICS, matches
+from .papers import ALL_REPORTED, METRICS as PAPER_METRICS, matches, reads_label
 from .registry import SPLIT_COST, experiment_folders, gather, load_run
 
 #: experiment -> family shown in the forest plot (in this order).
@@ -255,11 +255,15 @@ TASK_AXIS = {"binary": "test balanced accuracy at the validation-chosen (Youden)
 def forest_plot(runs: pd.DataFrame):
     """Balanced accuracy with its 95% bootstrap interval (resampling lesions) for every run: one panel per task
     family (7-class, binary, 4-class: :func:`task_of`), each with its own chance line; within a panel grouped by
-    family, one row each; the legend lists the families in the order they appear, top to bottom."""
+    family, one row each; the legend lists the families in the order they appear, top to bottom. A model given each
+    image's label (:func:`skinlib.papers.reads_label`) is no model of the diagnosis: it is left out (study C's table
+    shows it)."""
     import matplotlib.pyplot as plt
 
     order = list(FAMILIES.values())
     table = runs.dropna(subset=["headline"]).copy() if len(runs) else runs
+    if len(table) and "params" in table:       # a model given its label measures the leak: study C's table shows it
+        table = table[~table["params"].map(lambda p: isinstance(p, dict) and reads_label(p))]
     tasks = [t for t in TASK_ORDER if len(table) and t in set(table["task"])]
     tasks += sorted(set(table["task"]) - set(tasks)) if len(table) else []
     heights = [max(1, int((table["task"] == t).sum())) for t in tasks] or [1]
@@ -370,7 +374,7 @@ def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None, task:
     """The run of `task` with the highest *validation* balanced accuracy (test data chooses nothing), among single
     models, whose validation predictions chose at most their own epoch (not 08's ensembles:
     :data:`CHOSE_ON_VALIDATION`), on grouped splits (on the image-level split, validation shares lesions with train,
-    so its score is inflated too).
+    so its score is inflated too), that do not read their label (:func:`skinlib.papers.reads_label`).
 
     Args:
         runs: :func:`runs_table`.
@@ -382,8 +386,9 @@ def best_run(runs: pd.DataFrame, experiments: Sequence[str] | None = None, task:
     if "task" in table:
         table = table[table["task"] == task]
     table = table.dropna(subset=["val_balanced_accuracy"])
-    if "params" in table:
-        table = table[~table.apply(lambda r: split_of(r["params"], r.get("data")).startswith("image-level"), axis=1)]
+    if "params" in table and len(table):
+        table = table[~table.apply(lambda r: split_of(r["params"], r.get("data")).startswith("image-level")
+                                   or reads_label(r["params"]), axis=1)]
     if table.empty:
         raise ValueError(f"no single {task} model on a grouped split with a validation balanced accuracy in the "
                          "registry (08's ensembles are not candidates: validation chose their members and weights)")

@@ -92,6 +92,27 @@ def test_best_model_is_never_a_run_on_the_image_level_split(tmp_path):
     assert report.best_run(report.runs_table(tmp_path))["run"] == "grouped"
 
 
+def test_a_model_given_its_label_stands_in_study_c_table_and_is_chosen_nowhere(tmp_path):
+    """Study C's model as its paper ran it (06's label_prompt head reads each image's label): beside the paper's
+    number in the study C table, next to our prompt head; never the calibration model, a forest-plot row or an
+    ensemble member, however high its validation score."""
+    from skinlib.members import registry_runs
+
+    y = np.repeat(np.arange(7), 10)
+    clip = {"family": "clip", "weight_decay": 0.0, "augment": "none", "split_name": "lesion-75-10-15-seed0"}
+    record(tmp_path, "vision_language", "C-clip-label-input", y, onehot(y), {**clip, "head": "label_prompt"}, val_ba=1.0)
+    record(tmp_path, "vision_language", "C-clip-prompt", y, onehot((y + 1) % 7), {**clip, "head": "prompt"}, val_ba=0.3)
+    runs = report.runs_table(tmp_path)
+    table = report.study_table("C", runs).set_index("variant")
+    assert table.loc["label as input", "our run"] == "vision_language/C-clip-label-input"
+    assert table.loc["label as input", "paper accuracy"] == table.loc["prompt", "paper accuracy"] == 0.818
+    assert table.loc["prompt", "our run"] == "vision_language/C-clip-prompt"
+    assert report.best_run(runs)["run"] == "C-clip-prompt"
+    labels = [t.get_text() for t in report.forest_plot(runs).axes[0].get_yticklabels()]
+    assert labels == ["vision_language/C-clip-prompt"]
+    assert list(registry_runs(tmp_path)["run"]) == ["C-clip-prompt"]
+
+
 def test_forest_plot_has_a_row_per_run(registry):
     runs = report.runs_table(registry)
     fig = report.forest_plot(runs)

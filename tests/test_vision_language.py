@@ -16,7 +16,7 @@ from skinlib.data.cache import build_cache
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess
 from skinlib.models import (TINY_BLIP, TINY_CLIP, WeightsError, create_backbone, create_blip, create_clip,
-                            input_size_of, normalization_of, zero_shot, zero_shot_many)
+                            input_size_of, label_onehot, normalization_of, zero_shot, zero_shot_many)
 from skinlib.models import weights as weights_module
 from skinlib.models.vision_language import prompts
 from skinlib.train import FitConfig, fit
@@ -251,3 +251,32 @@ def test_image_size_reaches_a_given_config():
     assert clip.pretrained_cfg["input_size"] == blip.pretrained_cfg["input_size"] == (3, 96, 96)
     assert input_size_of(clip) == input_size_of(blip) == 96
     assert TINY_CLIP["vision_cfg"]["image_size"] == 64                     # the shared default is left alone
+
+
+def test_study_c_model_reads_the_label_it_is_given_and_the_prompt_head_cannot(small_data, synthetic_small):
+    """The leak of study C's model in miniature: on labels shuffled away from the images (nothing to learn from the
+    pixels), the model given each image's own diagnosis prompt (``label_prompt``) scores near 1 on validation, where
+    the same CLIP with the prompt head, which sees the image alone, stays near chance."""
+    catalog = load_catalog(synthetic_small, layout="ham10000")
+    split = make_split(catalog, seed=0)["split"].to_numpy()
+    cache = build_cache(catalog, 64)
+    rng = np.random.default_rng(0)
+    parts = {s: catalog[split == s].head(96).assign(label=lambda t: rng.integers(0, 7, len(t))) for s in ("train", "val")}
+
+    def batches(features):
+        return [Batches(cache, parts[s]["image_id"], parts[s]["label"], 16, shuffle=s == "train",
+                        drop_last=s == "train", features=label_onehot(parts[s]) if features else None)
+                for s in ("train", "val")]
+
+    scores = {}
+    for head in ("label_prompt", "prompt"):
+        model = tiny_clip(head=head, prompt_set="study_c", freeze_fraction=1.0)     # the heads alone train
+        pre = Preprocess(*normalization_of(model))
+        result = fit(model, *batches(head == "label_prompt"), pre, pre,
+                     FitConfig(max_epochs=8, lr=1e-2, scheduler="none", seed=0), log=io.StringIO())
+        scores[head] = float(result.history["val_balanced_accuracy"].max())
+    assert scores["label_prompt"] > 0.9, scores
+    assert scores["prompt"] < 0.45, scores
+    assert model.label_prompts is None and tiny_clip(head="label_prompt").takes_label
+    with pytest.raises(TypeError, match="takes the pair"):
+        tiny_clip(head="label_prompt")(torch.randn(2, 3, 64, 64))

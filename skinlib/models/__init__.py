@@ -22,7 +22,7 @@ _EXPORTS = {
     "ModelSpec": "spec", "build_model": "spec",
     "BLIP_MODELS": "vision_language", "PROMPT_SETS": "vision_language", "BLIPClassifier": "vision_language",
     "CLIPClassifier": "vision_language", "create_blip": "vision_language", "create_clip": "vision_language",
-    "zero_shot": "vision_language", "zero_shot_many": "vision_language",
+    "zero_shot": "vision_language", "zero_shot_many": "vision_language", "label_onehot": "vision_language",
     "WeightsError": "weights", "hub_reachable": "weights",
 }
 

@@ -123,6 +123,9 @@ def _clip_branch(value: Any) -> bool:
 
 
 HEADS = ("linear", "study_e")
+#: 06's CLIP heads: study A's linear, study B's mlp, the prompt-initialised head, and study C's label-leaking model
+#: (``label_prompt``: the image's own diagnosis prompt is an input; an ablation, :func:`skinlib.models.create_clip`)
+CLIP_HEADS = ("linear", "mlp", "prompt", "label_prompt")
 
 #: model knob -> rule, for every notebook
 RULES: dict[str, Rule] = {
@@ -132,8 +135,8 @@ RULES: dict[str, Rule] = {
 
 #: notebook number -> model knobs that mean something else there
 NOTEBOOK_RULES: dict[str, dict[str, Rule]] = {
-    # 06: CLIP's heads (study A linear, study B mlp, the prompt-initialised head)
-    "06": {"head": one_of("linear", "mlp", "prompt")},
+    # 06: CLIP's heads
+    "06": {"head": one_of(*CLIP_HEADS)},
     # 07: the image branch may also be the small CNN trained from scratch (study D) or CLIP's image tower (study B)
     "07": {"backbone": one_of(SMALL_CNN, CLIP_TINY, "clip-ViT-B-32", *BACKBONES,
                               extra=lambda v: _clip_branch(v) or _timm_model(v),

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ..data.labels import CLASSES, LONG_NAMES
 from .backbones import freeze
-from .factories import register_model
+from .factories import CLIP_HEADS, register_model
 from .heads import make_head
 from .weights import WEIGHTS_ENV, WeightsError, brief, hub_mode, offline_hint, weights_folder
 
@@ -92,11 +92,14 @@ class CLIPClassifier(nn.Module):
     """A CLIP model whose projected image embedding feeds a head; the text tower is kept, frozen, for prompts."""
 
     def __init__(self, clip: nn.Module, head: nn.Module, tokenizer, normalize: bool, class_names: list[str],
-                 pretrained_cfg: dict):
+                 pretrained_cfg: dict, label_prompts: torch.Tensor | None = None):
         super().__init__()
         self.clip, self.head = clip, head
         self.tokenizer, self.normalize, self.class_names = tokenizer, normalize, class_names
         self.pretrained_cfg = pretrained_cfg
+        #: the ``label_prompt`` head's input: each class's prompt embedding (classes, dim), from the frozen text tower
+        self.label_prompts: torch.Tensor | None
+        self.register_buffer("label_prompts", label_prompts)
 
     @property
     def visual(self) -> nn.Module:
@@ -107,7 +110,20 @@ class CLIPClassifier(nn.Module):
         """Projected image embeddings (not normalised)."""
         return self.clip.encode_image(images)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_label(self) -> bool:
+        """Whether the model reads each image's label as an input (the ``label_prompt`` head: study C's model)."""
+        return self.label_prompts is not None
+
+    def forward(self, images: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        if self.takes_label:
+            if not isinstance(images, (tuple, list)) or len(images) != 2:
+                raise TypeError("the label_prompt head takes the pair (images, one-hot labels): build the batches "
+                                "with features=label_onehot (skinlib.models.vision_language)")
+            images, onehot = images
+            text = onehot.float() @ self.label_prompts.float()          # each image's own diagnosis, as a prompt
+            features = F.normalize(self.image_features(images).float(), dim=-1)
+            return self.head(torch.cat([features, text], 1))
         features = self.image_features(images)
         return self.head(F.normalize(features, dim=-1) if self.normalize else features)
 
@@ -177,18 +193,21 @@ def create_clip(
         tag: open_clip's pretrained tag for built-in names (``openai``, ``laion2b_s34b_b79k``, ...).
         weights_dir: folder with ``<name>.<tag>.safetensors`` (or ``.pt``, ``.bin``), or for ``hf-hub:org/repo``
             a folder ``<repo>/`` holding the repository's files (``open_clip_config.json`` and the weights).
-        head: ``linear`` (embedding -> classes, study A), ``mlp`` (embedding -> hidden -> classes, study B) or
+        head: ``linear`` (embedding -> classes, study A), ``mlp`` (embedding -> hidden -> classes, study B),
             ``prompt`` (on the normalised embedding, initialised from the class prompts' text embeddings times
-            CLIP's logit scale, then trained).
+            CLIP's logit scale, then trained) or ``label_prompt``: study C's model, an ``mlp`` on the normalised
+            image embedding beside the text embedding of the image's *own* diagnosis prompt (from `prompt_set`).
+            That model reads the label it is asked for (an ablation that measures the leak): it takes the pair
+            ``(images, one-hot labels)``, batches built with ``features=``:func:`label_onehot`.
         freeze_fraction: share of the image tower's parameter tensors, from the input side, kept frozen: 0
             fine-tunes it all, 1 trains the head only (a linear probe).
-        prompt_set: the prompts of the ``prompt`` head (:data:`PROMPT_SETS` name or mapping).
+        prompt_set: the prompts of the ``prompt`` and ``label_prompt`` heads (:data:`PROMPT_SETS` name or mapping).
         class_names: class codes in label order for prompts; default: the seven classes, or rest / mel for 1.
         config: an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) overriding the named
             architecture's, e.g. :data:`TINY_CLIP`.
         image_size: input size; default: the architecture's own.
-        hidden: width of the ``mlp`` head.
-        dropout: dropout of the ``mlp`` head.
+        hidden: width of the ``mlp`` and ``label_prompt`` heads.
+        dropout: dropout of the ``mlp`` and ``label_prompt`` heads.
 
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, naming the file expected.
@@ -203,7 +222,9 @@ def create_clip(
         raise ValueError(f"unknown CLIP architecture {name!r}; use an open_clip name (open_clip.list_models(), e.g. "
                          "ViT-B-32) or 'hf-hub:org/repo'")
     names = list(class_names) if class_names else class_names_for(num_classes)
-    if head == "prompt" and len(names) != max(2, num_classes):
+    if head not in CLIP_HEADS:
+        raise ValueError(f"unknown head {head!r} for CLIP: use one of {', '.join(CLIP_HEADS)}")
+    if head in ("prompt", "label_prompt") and len(names) != max(2, num_classes):
         raise ValueError(f"{len(names)} class_names for {num_classes} outputs")
     kwargs: dict[str, Any] = copy.deepcopy(config or {})
     if image_size is not None:
@@ -252,14 +273,30 @@ def create_clip(
     if dim is None:                                           # towers without the attribute (timm-based ones)
         with torch.no_grad():
             dim = clip.eval().encode_image(torch.zeros(1, 3, int(size), int(size))).shape[-1]
-    top = make_head(head, dim, num_classes, hidden=hidden, dropout=dropout)
     pretrained_cfg = {"mean": tuple(cfg.get("mean", _CLIP_MEAN)), "std": tuple(cfg.get("std", _CLIP_STD)),
                       "input_size": (3, int(size), int(size))}
+    if head == "label_prompt":                # study C: image embedding + the text embedding of the given label
+        top = make_head("mlp", 2 * dim, num_classes, hidden=hidden, dropout=dropout)
+        model = CLIPClassifier(clip, top, tokenizer, normalize=True, class_names=names, pretrained_cfg=pretrained_cfg)
+        model.label_prompts = model.text_features(prompt_set)
+        if num_classes == 1:                  # one logit: the label is 0 / 1, its one-hot has two columns
+            model.label_prompts = model.label_prompts[:2]
+        return model
+    top = make_head(head, dim, num_classes, hidden=hidden, dropout=dropout)
     model = CLIPClassifier(clip, top, tokenizer, normalize=head == "prompt", class_names=names,
                            pretrained_cfg=pretrained_cfg)
     if head == "prompt":
         init_prompt_head(model, prompt_set)
     return model
+
+
+def label_onehot(part, num_classes: int = len(CLASSES), target: str = "label") -> np.ndarray:
+    """The one-hot labels of a split's rows (n, num_classes): the second input of a ``label_prompt`` CLIP, i.e. the
+    label it is asked to predict (``inputs.split_batches(..., features=label_onehot)``)."""
+    labels = np.asarray(part[target], dtype=int)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels outside 0..{num_classes - 1} in column {target!r}")
+    return np.eye(num_classes, dtype=np.float32)[labels]
 
 
 @torch.no_grad()
@@ -318,8 +355,11 @@ def _image_embeddings(model: CLIPClassifier, batches, preprocess: nn.Module) -> 
     device = next(model.parameters()).device
     model.eval()
     preprocess.eval().to(device)
-    return torch.cat([F.normalize(model.image_features(preprocess(images.to(device))).float(), dim=-1)
-                      for images, _ in batches])
+    def images_of(inputs):                     # batches with features (a label_prompt run) give pairs
+        return inputs[0] if isinstance(inputs, (tuple, list)) else inputs
+
+    return torch.cat([F.normalize(model.image_features(preprocess(images_of(x).to(device))).float(), dim=-1)
+                      for x, _ in batches])
 
 
 def _zero_shot_proba(model: CLIPClassifier, images: torch.Tensor, text: torch.Tensor,
@@ -395,8 +435,8 @@ def create_blip(
             the base checkpoints' architecture (768 wide, 12 layers, 384 px).
         image_size: input size; default: the checkpoint's own (384); another size interpolates the position
             embeddings.
-        hidden: width of the ``mlp`` head.
-        dropout: dropout of the ``mlp`` head.
+        hidden: width of the ``mlp`` and ``label_prompt`` heads.
+        dropout: dropout of the ``mlp`` and ``label_prompt`` heads.
 
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, naming the folder expected.
