@@ -146,3 +146,18 @@ def test_kernels_talk_over_sockets_of_their_own_not_tcp_ports(tmp_path):
     finally:
         manager.shutdown_kernel(now=True)
     assert not [p for p in os.listdir(os.path.dirname(manager.ip)) if p.startswith(os.path.basename(manager.ip))]
+
+
+def test_the_zygote_ends_quietly_when_the_launcher_is_gone():
+    """Ctrl-C ends run_all.py while its zygote answers a request: the zygote's reply meets a closed pipe. It ends
+    with status 0 and prints nothing (it printed a BrokenPipeError traceback)."""
+    import subprocess
+
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    os.close(replies_r)                                   # nobody will read the answer: the launcher has gone
+    code = f"from skinlib.run.forked_kernels import serve; serve({requests_r}, {replies_w})"
+    zygote = subprocess.run([sys.executable, "-c", code], pass_fds=(requests_r, replies_w), capture_output=True,
+                            text=True, timeout=120)
+    os.close(requests_r), os.close(requests_w), os.close(replies_w)
+    assert zygote.returncode == 0 and zygote.stderr == "" and zygote.stdout == ""

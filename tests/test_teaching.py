@@ -237,3 +237,16 @@ def test_nbgrader_autograde_scores_the_solution_full_and_the_blank_copy_zero(tmp
         solution, blank = (gb.find_submission(name, s) for s in ("solution", "blank"))
         assert solution.code_score == solution.max_code_score > 0
         assert blank.code_score == 0
+
+
+def test_make_student_server_finds_the_course_configuration():
+    """`make student` serves teaching/student/ from the repository root with JUPYTER_CONFIG_PATH=jupyter/teaching:
+    nbgrader's menus there load the course (teaching/ and its nbgrader_config.py: kernels over ipc), and log no
+    "No nbgrader_config.py file found" (they did)."""
+    code = ("from nbgrader.apps.validateapp import ValidateApp; app = ValidateApp(); app.initialize([]); "
+            "print(app.coursedir.root); print(app.config.KernelManager.transport)")
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(ROOT / "jupyter" / "teaching")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(ROOT / "teaching"), "ipc"]
+    assert "No nbgrader_config.py" not in done.stderr

@@ -90,19 +90,22 @@ def serve(requests: int, replies: int) -> None:
             pass
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)         # the kernels are reaped by the system
     inbox, outbox = os.fdopen(requests, "r"), os.fdopen(replies, "w")
-    outbox.write(json.dumps({"ready": os.getpid()}) + "\n")
-    outbox.flush()
-    for line in inbox:
-        request = json.loads(line)
-        if request.get("exit"):
-            break
-        pid = os.fork()
-        if pid == 0:
-            inbox.close()
-            outbox.close()
-            _become_kernel(request["argv"], request["env"], request["cwd"])
-        outbox.write(json.dumps({"pid": pid}) + "\n")
+    try:
+        outbox.write(json.dumps({"ready": os.getpid()}) + "\n")
         outbox.flush()
+        for line in inbox:
+            request = json.loads(line)
+            if request.get("exit"):
+                break
+            pid = os.fork()
+            if pid == 0:
+                inbox.close()
+                outbox.close()
+                _become_kernel(request["argv"], request["env"], request["cwd"])
+            outbox.write(json.dumps({"pid": pid}) + "\n")
+            outbox.flush()
+    except (BrokenPipeError, ConnectionResetError, ValueError):
+        pass                    # the launcher is gone (Ctrl-C, a kill) mid-request: end quietly, as on a closed pipe
     os._exit(0)                                            # nothing to tear down: no interpreter finalisation
 
 
