@@ -139,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             why = why_pending(out_dir, run)
             status = in_progress(run) or ("done" if why is None else f"pending: {why}")
-            if why is not None and submitted(run):
-                status += f"; {submitted(run)}"
+            job = submitted(run) if why is not None else None           # a Slurm job of --no-wait, read once
+            if job:
+                status += f"; {job}"
             gpu = "" if run.gpu == "none" else f", gpu {run.gpu}"
             print(f"{run.name}  [{status}{gpu}]  {run.params or '(notebook defaults)'}")
         return 0
