@@ -13,7 +13,7 @@ from skinlib.data import load_catalog
 from skinlib.data.cache import build_cache
 from skinlib.data.labels import CLASSES
 from skinlib.data.splits import make_split
-from skinlib.data.synthetic import HAM_COUNTS, MIN_PER_CLASS, class_counts, generate, main
+from skinlib.data.synthetic import HAM_COUNTS, MIN_PER_CLASS, RARE_CLASS_IMAGES, class_counts, generate, main
 
 
 def digest(root) -> str:
@@ -42,11 +42,19 @@ def test_class_counts_keep_real_proportions():
     counts = class_counts(2000)
     total = sum(i for i, _ in HAM_COUNTS.values())
     for cls in CLASSES:
-        assert counts[cls] >= MIN_PER_CLASS
-        if cls not in ("df", "vasc"):
+        assert counts[cls] >= RARE_CLASS_IMAGES
+        if cls not in ("df", "vasc", "nv"):          # raised to the floor; nv gives up what they gain
             assert abs(counts[cls] / 2000 - HAM_COUNTS[cls][0] / total) < 0.01
     assert sum(counts.values()) == 2000
     assert class_counts(10015)["nv"] > class_counts(10015)["mel"] > class_counts(10015)["df"]
+
+
+def test_the_default_has_enough_of_each_rare_class():
+    """600 images hold 40 of each rare class (6 per test split, not 3); small datasets keep MIN_PER_CLASS."""
+    counts = class_counts(600)
+    assert sum(counts.values()) == 600 and min(counts.values()) == RARE_CLASS_IMAGES == 40
+    assert counts["nv"] == max(counts.values())
+    assert min(class_counts(120).values()) == MIN_PER_CLASS and min(class_counts(300).values()) == 20
 
 
 def test_every_layout_reads_with_the_real_loaders(synthetic_small):

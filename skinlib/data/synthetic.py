@@ -38,7 +38,8 @@ from PIL import Image, ImageDraw
 from .. import paths
 from .labels import CLASSES, ISIC2018_COLUMNS, MALIGNANT
 
-GENERATOR_VERSION = 3  # 2: archive export with malignant subtypes, diagnosis_2, size signal; 3: shots of a session
+GENERATOR_VERSION = 4  # 2: archive export with malignant subtypes, diagnosis_2, size signal; 3: shots of a session;
+#                        4: 40 images of each rare class from 600 images on (was 15)
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 #: HAM10000 image and lesion counts per class (images, lesions): the real proportions.
@@ -46,7 +47,11 @@ HAM_COUNTS: dict[str, tuple[int, int]] = {
     "akiec": (327, 228), "bcc": (514, 327), "bkl": (1099, 727), "df": (115, 73),
     "mel": (1113, 614), "nv": (6705, 5403), "vasc": (142, 98),
 }
-MIN_PER_CLASS = 15  # keeps df and vasc present in every split of a small default run
+MIN_PER_CLASS = 15  # keeps df and vasc present in every split of a small dataset
+#: images of each rare class in a dataset of 600 images or more (n / 15 below that, never under MIN_PER_CLASS): the
+#: default's 600 images then hold 40 of akiec, bcc, df and vasc each, so its test split has 6 of each, not 3; with 3,
+#: one image was worth 0.048 of balanced accuracy and a default run's score swung with the thread count
+RARE_CLASS_IMAGES = 40
 DEFAULT_N = 600
 DEFAULT_SIZE = (300, 225)
 FULL_SIZE = (600, 450)
@@ -351,11 +356,19 @@ def _draw(lesion: Lesion, shot: int, width: int, height: int) -> Image.Image:
 
 # ------------------------------------------------------------------------------------------- datasets
 def class_counts(n: int) -> dict[str, int]:
-    """Images per class for a dataset of about `n` images: real proportions, at least MIN_PER_CLASS each."""
+    """Images per class for a dataset of `n` images: real proportions, at least :func:`class_floor` each (nv, the
+    largest class, gives up what the rare classes gain)."""
     total = sum(i for i, _ in HAM_COUNTS.values())
-    counts = {c: max(MIN_PER_CLASS, round(n * HAM_COUNTS[c][0] / total)) for c in CLASSES}
-    counts["nv"] = max(MIN_PER_CLASS, n - sum(v for c, v in counts.items() if c != "nv"))
+    floor = class_floor(n)
+    counts = {c: max(floor, round(n * HAM_COUNTS[c][0] / total)) for c in CLASSES}
+    counts["nv"] = max(floor, n - sum(v for c, v in counts.items() if c != "nv"))
     return counts
+
+
+def class_floor(n: int) -> int:
+    """The fewest images of a class in a dataset of `n` images: :data:`RARE_CLASS_IMAGES` from 600 images on, n / 15
+    below that, never under :data:`MIN_PER_CLASS`."""
+    return min(RARE_CLASS_IMAGES, max(MIN_PER_CLASS, n // 15))
 
 
 def make_lesions(counts: dict[str, int], seed: int, stream: int, prefix: str, id_start: int,
