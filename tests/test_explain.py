@@ -64,7 +64,9 @@ def test_maps_have_the_image_shape_are_finite_and_not_constant(data, kind):
     maps = explain.gradcam(model, x, predicted)
     assert maps.shape == (8, 32, 32)
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
-    assert all(m.std() > 1e-3 for m in maps), [float(m.std()) for m in maps]
+    # a Grad-CAM bug makes every map constant; a model trained for 2 epochs may find no positive evidence in an image
+    # (its map is all zeros after Grad-CAM's ReLU): most maps must vary
+    assert sum(m.std() > 1e-3 for m in maps) >= len(maps) // 2, [float(m.std()) for m in maps]
     table = explain.faithfulness(model, x, maps, predicted, percentile=80)
     assert len(table) == 8 and np.isfinite(table.to_numpy()).all()
     assert (table["p"] > 0).all() and (table["p"] <= 1).all()

@@ -44,8 +44,8 @@ def test_weighted_sampler_favours_rare_classes(cached):
     batches = Batches(cache, catalog["image_id"], labels, 64, weights=w, seed=0)
     drawn = torch.cat([y for _, y in batches]).numpy()
     share = np.bincount(drawn, minlength=7) / len(drawn)
-    assert share.min() > 0.08 and share.max() < 0.25                # about 1/7 each, instead of 64% nv
-    assert np.bincount(labels, minlength=7).max() / len(labels) > 0.6
+    assert share.min() > 0.08 and share.max() < 0.25                # about 1/7 each, instead of half nv
+    assert np.bincount(labels, minlength=7).max() / len(labels) > 0.45
 
 
 def test_class_weights_are_balanced():
