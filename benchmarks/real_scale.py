@@ -9,7 +9,7 @@ Works on real copies as well. In a temporary workspace (or ``--workspace``), for
   1. loads and validates both catalogs (every file's header and end marker);
   2. makes the splits the profile saves: 02's grouped and image-level splits of HAM10000 (with their normalisation
      statistics) and 07's task splits (melanoma vs rest on HAM10000, benign vs malignant on the archive);
-  3. builds every image cache the profile's runs read: one per dataset, image size and resize filter;
+  3. builds every image cache the profile's runs read: one per dataset, image size, resize filter and crop;
   4. draws one epoch of training batches per training run, with its batch size and augmentation (on the CPU).
 Prints each step's time and peak resident memory (this process and its decoding workers together), and the disk
 the datasets and the workspace hold at the end. A run on a subset (05's lower-extremity run) is timed on its whole
@@ -90,6 +90,7 @@ def runs_of_the_profile(profile: str) -> list[dict]:
         archive = run.notebook.stem.startswith("07") and params.get("task") == "isic_archive"
         out.append({"run": run.name, "dataset": "isic_archive" if archive else "ham10000",
                     "image_size": int(params["image_size"]), "resample": params.get("resample") or "bilinear",
+                    "crop": params.get("crop") or "squash",
                     "batch_size": params.get("batch_size"), "augment": params.get("augment") or "none",
                     "task": params.get("task"),
                     "reads_images": not set(params.get("models") or ["image"]) <= {"logreg", "mlp"}})
@@ -148,10 +149,10 @@ def main() -> int:
 
     runs = runs_of_the_profile(args.profile)
     caches = {}
-    for key in sorted({(r["dataset"], r["image_size"], r["resample"]) for r in runs}):
+    for key in sorted({(r["dataset"], r["image_size"], r["resample"], r["crop"]) for r in runs}):
         started = time.perf_counter()
-        caches[key] = build_cache(catalogs[key[0]], key[1], resample=key[2])
-        step(f"image cache {key[0]} {key[1]} px {key[2]} ({len(catalogs[key[0]]):,} images)", started)
+        caches[key] = build_cache(catalogs[key[0]], key[1], resample=key[2], crop=key[3])
+        step(f"image cache {key[0]} {key[1]} px {key[2]} {key[3]} ({len(catalogs[key[0]]):,} images)", started)
 
     for r in runs:
         if not r["batch_size"] or not r["reads_images"]:
@@ -159,7 +160,7 @@ def main() -> int:
         train = trains[r["task"] if r["run"].startswith("07") else r["dataset"]]
         started = time.perf_counter()
         pre = Preprocess((0.5,) * 3, (0.25,) * 3, augmentation(r["augment"]))
-        batches = Batches(caches[(r["dataset"], r["image_size"], r["resample"])], train["image_id"],
+        batches = Batches(caches[(r["dataset"], r["image_size"], r["resample"], r["crop"])], train["image_id"],
                           np.zeros(len(train), np.float32), int(r["batch_size"]), shuffle=True, seed=0)
         seen = 0
         for i, (images, _) in enumerate(batches):

@@ -32,10 +32,18 @@ def test_same_seed_same_files_whatever_the_number_of_workers(tmp_path):
     assert digest(a / "ham10000") != digest(c / "ham10000")
 
 
-def test_refuses_to_overwrite(tmp_path):
+def test_refuses_to_overwrite(tmp_path, capsys):
     generate(tmp_path / "a", n=20, size=(32, 24), jobs=1)
     with pytest.raises(FileExistsError):
         generate(tmp_path / "a", n=20, size=(32, 24), jobs=1)
+    # a folder holding anything else is refused before writing, by name (it failed at the final rename, minutes later,
+    # with a traceback), and the command line says it in one line
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "mine"), "--n", "20", "--size", "32x24", "--jobs", "1"])
+    assert "mine is not empty (it holds notes.txt" in capsys.readouterr().err
+    assert not list(tmp_path.glob("mine.partial-*")) and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
 
 
 def test_class_counts_keep_real_proportions():

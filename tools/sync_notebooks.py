@@ -33,15 +33,19 @@ from skinlib import paths  # noqa: E402
 from skinlib.run.notebook_format import clean  # noqa: E402
 
 
+#: parameters the runner sets itself: the run's name, and resume = False under --force (train again)
+RUNNER_SET = ("run_name", "resume")
+
+
 def default_run(outputs: Path, path: Path) -> Path | None:
     """For a notebook the default profile runs several times (``params/default/``), the executed copy of the run
-    that nbval reproduces: every parameter it sets but ``run_name`` equal to the notebook's default."""
+    that nbval reproduces: every parameter it sets but :data:`RUNNER_SET` equal to the notebook's default."""
     from skinlib.run.plan import notebook_parameters
 
     defaults = {name: p.default for name, p in notebook_parameters(path).items()}
     for record in sorted(outputs.glob(f"{path.stem}--*.run.json")):
         info = json.loads(record.read_text())
-        params = {k: v for k, v in info.get("params", {}).items() if k != "run_name"}
+        params = {k: v for k, v in info.get("params", {}).items() if k not in RUNNER_SET}
         if info.get("status") == "ok" and all(defaults.get(k, object()) == v for k, v in params.items()):
             return record.with_name(record.name[:-len(".run.json")] + ".ipynb")
     return None

@@ -471,6 +471,10 @@ def generate(
         raise ValueError(f"unknown layout(s) {sorted(unknown)}; choose from ham10000, isic2018, isic_archive")
     if (out / SYNTHETIC_MARKER).exists():
         raise FileExistsError(f"{out} already holds a synthetic dataset; delete it or choose another folder")
+    if out.is_dir() and any(out.iterdir()):       # checked before the minutes of writing, not at the final rename
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        raise FileExistsError(f"{out} is not empty (it holds {held}, ...): the dataset is written into a folder of its "
+                              "own; give a new or empty folder")
     if full_size:
         counts, size = {c: HAM_COUNTS[c][0] for c in CLASSES}, FULL_SIZE
     else:
@@ -588,8 +592,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         parser.error(f"--size must look like 300x225, not {args.size!r}")
     started = time.time()
-    out = generate(args.out, n=args.n, seed=args.seed, layouts=tuple(args.layout), size=(width, height),
-                   full_size=args.full_size, jobs=args.jobs, progress=True)
+    try:
+        out = generate(args.out, n=args.n, seed=args.seed, layouts=tuple(args.layout), size=(width, height),
+                       full_size=args.full_size, jobs=args.jobs, progress=True)
+    except FileExistsError as exc:
+        parser.error(str(exc))
     record = json.loads((out / SYNTHETIC_MARKER).read_text())
     print(f"wrote {record['n']} HAM10000 images ({'x'.join(map(str, record['size']))}, layouts: "
           f"{', '.join(record['layouts'])}) to {out} in {time.time() - started:.1f}s")
