@@ -11,9 +11,9 @@ Works on real copies as well. In a temporary workspace (or ``--workspace``), for
      statistics) and 07's task splits (melanoma vs rest on HAM10000, benign vs malignant on the archive);
   3. builds every image cache the profile's runs read: one per dataset, image size, resize filter and crop;
   4. draws one epoch of training batches per training run, with its batch size and augmentation (on the CPU).
-Prints each step's time and peak resident memory (this process and its decoding workers together), and the disk
-the datasets and the workspace hold at the end. A run on a subset (05's lower-extremity run) is timed on its whole
-train split.
+Prints each step's time, its peak resident memory (this process and its decoding workers together) and what the step
+added to what was resident when it began, and the disk the datasets and the workspace hold at the end. A run on a
+subset (05's lower-extremity run) is timed on its whole train split.
 """
 
 from __future__ import annotations
@@ -36,21 +36,28 @@ from skinlib.run.plan import notebook_parameters, plan  # noqa: E402
 
 class Peak:
     """Samples, every 0.1 s, the resident memory of this process and its children (the cache's decoding workers)
-    together; ``peak`` is the largest sum since the last :meth:`reset`, ``overall`` since the start. Resident
-    memory counts the memory-mapped cache pages the batches touched (the kernel can drop them when short)."""
+    together; ``peak`` is the largest sum since the last :meth:`reset`, ``start`` the sum at that reset, ``overall``
+    the largest since the start. Resident memory counts the memory-mapped cache pages the batches touched (the kernel
+    can drop them when short), so the pages of every cache read so far stay in later steps' ``peak``: a step's own
+    need is ``peak - start`` (what one run adds: its split's images copied into memory, and its cache's pages)."""
 
     def __init__(self):
         import psutil          # ipykernel's dependency, so present wherever the notebooks run
 
         self.process, self.peak, self.overall = psutil.Process(), 0, 0
+        self.start = self.resident()
         threading.Thread(target=self._sample, daemon=True).start()
+
+    def resident(self) -> int:
+        """The resident memory of this process and its children now (bytes)."""
+        try:
+            return sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
+        except Exception:           # a worker ended while being read
+            return 0
 
     def update(self) -> None:
         """Take one sample now."""
-        try:
-            total = sum(p.memory_info().rss for p in [self.process, *self.process.children(recursive=True)])
-        except Exception:           # a worker ended while being read
-            total = 0
+        total = self.resident()
         self.peak, self.overall = max(self.peak, total), max(self.overall, total)
 
     def _sample(self) -> None:
@@ -59,7 +66,7 @@ class Peak:
             time.sleep(0.1)
 
     def reset(self) -> None:
-        self.peak = 0
+        self.peak, self.start = 0, self.resident()
 
 
 PEAK: Peak | None = None
@@ -74,7 +81,8 @@ def disk_mib(path: Path) -> float:
 def step(label: str, started: float) -> None:
     """Print a step's time and its peak memory, and start the next step's."""
     PEAK.update()
-    print(f"{label:<76} {time.perf_counter() - started:8.1f} s   peak {PEAK.peak / 2**20:7.0f} MiB", flush=True)
+    print(f"{label:<76} {time.perf_counter() - started:8.1f} s   peak {PEAK.peak / 2**20:7.0f} MiB   "
+          f"added {max(0, PEAK.peak - PEAK.start) / 2**20:7.0f} MiB", flush=True)
     PEAK.reset()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import truncate
@@ -83,3 +84,38 @@ def test_draft_decoding_matches_full_decoding_closely(synthetic_small):
         with Image.open(path) as im:
             slow = np.asarray(im.convert("RGB").resize((32, 32), Image.BILINEAR)).astype(int)
         assert np.abs(fast - slow).mean() < 4
+
+
+def test_a_split_is_held_in_memory_once_not_three_times(tmp_path):
+    """At 512 px HAM10000's train split is 5.9 GB: reading it whole (a fancy index, then the copy into order, then
+    the channels-first transpose) held it three times over (18 GB, measured by benchmarks/real_scale.py). The
+    cache's read and Batches' fill go a chunk at a time: the images are right, and NumPy's temporary memory stays a
+    few chunks (traced by tracemalloc; the split's own tensor is torch's)."""
+    import tracemalloc
+
+    import torch
+
+    from skinlib.data.batches import Batches
+    from skinlib.data.cache import CHUNK, ImageCache
+
+    n, size = 20 * CHUNK + 7, 16
+    array = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    ids = np.array([f"img{i}" for i in range(n)])
+    cache = ImageCache(tmp_path, ids, size, array)
+    wanted = ids[np.random.default_rng(1).permutation(n)[: n - 100]]
+    split_bytes = len(wanted) * size * size * 3
+    tracemalloc.start()
+    try:
+        out = cache.images(wanted)
+        after_read = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        held = tracemalloc.get_traced_memory()[0]          # `out`, still held
+        batches = Batches(cache, wanted, np.zeros(len(wanted)), 32)
+        after_batches = tracemalloc.get_traced_memory()[1] - held
+    finally:
+        tracemalloc.stop()
+    rows = pd.Index(ids).get_indexer(wanted)
+    assert np.array_equal(out, array[rows])
+    assert torch.equal(batches.images, torch.from_numpy(array[rows]).permute(0, 3, 1, 2))
+    assert after_read < 1.3 * split_bytes, f"{after_read / split_bytes:.2f} copies of the split"
+    assert after_batches < 0.5 * split_bytes, f"{after_batches / split_bytes:.2f} copies of the split in NumPy"
