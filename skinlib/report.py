@@ -38,9 +38,12 @@ def _ci(metrics_json: dict, key: str) -> tuple[float, float]:
 
 def reported_counts() -> dict[str, int]:
     """How many model and variant rows with a number each study reported, from :mod:`skinlib.papers` (study D's
-    figures without a number in its text, and our additions beside them, not counted)."""
-    rows = [r for r in ALL_REPORTED if any(r.get(m) is not None and not _isnan(r.get(m)) for m in PAPER_METRICS)]
-    return {study: sum(r["study"] == study for r in rows) for study in STUDIES}
+    figures without a number in its text, and our additions beside them, not counted; a row shown twice, beside two
+    of our runs, counted once: study C's base row stands beside our prompt head and beside its own model)."""
+    rows = {(r["study"], r.get("source"), tuple((m, r.get(m)) for m in PAPER_METRICS if r.get(m) is not None
+                                                and not _isnan(r.get(m))))
+            for r in ALL_REPORTED}
+    return {study: sum(s == study and bool(numbers) for s, _, numbers in rows) for study in STUDIES}
 
 
 def task_of(run) -> tuple[str, float]:

@@ -161,3 +161,13 @@ def test_the_zygote_ends_quietly_when_the_launcher_is_gone():
                             text=True, timeout=120)
     os.close(requests_r), os.close(requests_w), os.close(replies_w)
     assert zygote.returncode == 0 and zygote.stderr == "" and zygote.stdout == ""
+
+
+def test_variables_that_building_a_clip_model_sets_do_not_stop_forking(tmp_path, monkeypatch):
+    """Building a CLIP model sets TORCHINDUCTOR_CACHE_DIR and TOKENIZERS_PARALLELISM in the launching process (a test
+    of this worker may have built one after the zygote started): kernels are still forked."""
+    _run([PROBE], tmp_path)                                        # the zygote is up
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false" if os.environ.get("TOKENIZERS_PARALLELISM") != "false" else "true")
+    probe, = _run([PROBE], tmp_path)
+    assert probe["ppid"] == forked_kernels._zygote.process.pid, "started the usual way, not forked"

@@ -223,6 +223,7 @@ def test_study_d_puts_each_run_beside_its_figure_with_the_papers_numbers(registr
     ours = d.loc[["ours"]]
     assert ours.loc[ours["model"].str.contains("weighted sampler"), "our run"].tolist() == ["binary/D-mobilenetv2-image-balanced"]
     assert report.reported_counts()["D"] == 6                 # the figures with a number in the text; ours not counted
+    assert report.reported_counts()["C"] == 3                 # Table 1's three rows; the base row is shown twice
     assert report.study_table("D", report.runs_table(registry), matched_only=True)["our run"].str.startswith("binary/").all()
     assert d.drop(index="ours")["paper source"].str.contains("Fig").all()
 

@@ -43,10 +43,12 @@ class Batches:
         # (N, 3, S, S) uint8 in RAM, transposed once here so that a batch is a plain gather; filled a chunk at a time,
         # so the split is in memory once (a whole-split read and transpose held it three times over: 18 GB for
         # HAM10000's train split at 512 px, which is 5.9 GB)
-        self.images = torch.empty((len(self.image_ids), 3, cache.size, cache.size), dtype=torch.uint8)
-        for start in range(0, len(self.image_ids), CHUNK):
-            chunk = cache.images(self.image_ids[start:start + CHUNK])
-            self.images[start:start + len(chunk)] = torch.from_numpy(chunk).permute(0, 3, 1, 2)
+        self.images = torch.empty(0)
+        for start in range(0, max(1, len(self.image_ids)), CHUNK):
+            chunk = torch.from_numpy(cache.images(self.image_ids[start:start + CHUNK])).permute(0, 3, 1, 2)
+            if start == 0:
+                self.images = torch.empty((len(self.image_ids), *chunk.shape[1:]), dtype=chunk.dtype)
+            self.images[start:start + len(chunk)] = chunk
         self.labels = torch.as_tensor(np.array(labels))                        # a copy: writable, owned
         if len(self.labels) != len(self.image_ids):
             raise ValueError(f"{len(self.image_ids)} images but {len(self.labels)} labels")

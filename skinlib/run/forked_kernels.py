@@ -48,9 +48,12 @@ ENABLE_ENV = "SKINLIB_FORK_KERNELS"
 #: imported once by the zygote (what the notebooks import first, and what takes longest)
 PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.metrics", "torch", "torchvision", "timm", "open_clip")
 
-#: environment variables a kernel may set differently from the zygote (nothing in PRELOAD reads them at import)
+#: environment variables a kernel may set differently from the zygote (nothing in PRELOAD reads them at import).
+#: Building a CLIP model sets the last two in the process that builds it (torch's inductor its cache folder, read when
+#: it compiles; open_clip's tokenizer TOKENIZERS_PARALLELISM, read when it tokenises): a launcher that built one
+#: before its zygote started no longer matched it, and its kernels started the usual way
 PER_KERNEL = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "MPLBACKEND",
-              "PYTEST_CURRENT_TEST")
+              "PYTEST_CURRENT_TEST", "TORCHINDUCTOR_CACHE_DIR", "TOKENIZERS_PARALLELISM")
 PER_KERNEL_PREFIXES = ("SKINLIB_", "JPY_", "PYDEVD_")
 
 #: imported again in each kernel (they choose their flavour from where they run)
