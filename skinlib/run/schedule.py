@@ -22,7 +22,7 @@ from ..paths import NOTICES_ENV
 from .lock import RunInProgress, RunLock
 from .execute import _execute, _Notices, _notices_path, _say, _write_record, execute, gpu_available, interrupted_outputs, is_done
 from .plan import Run
-from .stopping import STOPPED_STATUS, Stopped, stopped_line
+from .stopping import STOPPED_STATUS, Stopped, hush_killed_kernels, stopped_line
 
 #: thread-pool sizes of the numeric libraries, set for each kernel of runs executed side by side (``jobs`` > 1)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -154,6 +154,7 @@ def run_all(runs: list[Run], out_dir: Path, cwd: Path, *, force: bool = False, k
                     done.result()
     except KeyboardInterrupt:                       # Ctrl-C: the runs' kernels are killed; one line, no traceback
         state.stopped = True
+        hush_killed_kernels()
         if workers is not None:
             workers.close()
             workers = None

@@ -9,11 +9,14 @@
   (``ZMQError`` tracebacks). Nothing is lost by killing: a run's results are written atomically and its
   checkpoint after every epoch. The run's own line (:class:`Stopped`) says where it will resume: the last
   :func:`skinlib.notebook.resume_point` the notebook gave; :func:`stopped_line` says it for every stopped run.
+  What the killed kernels' clients still log (a dead kernel, a task's exception never retrieved) is silenced
+  (:func:`hush_killed_kernels`).
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import signal
 import threading
 from contextlib import contextmanager
@@ -83,6 +86,19 @@ def quiet_manager(base: type) -> type:
     asynchronous = inspect.iscoroutinefunction(base.shutdown_kernel)
     shutdown = _Quiet._async_shutdown_kernel if asynchronous else run_sync(_Quiet._async_shutdown_kernel)
     return type(f"Quiet{base.__name__}", (_Quiet, base), {"shutdown_kernel": shutdown})
+
+
+#: the loggers that speak, after Ctrl-C, of the kernel it killed: the notebook client's (papermill passes its own;
+#: nbclient's "Kernel died while waiting for execute reply") and asyncio's ("Task exception was never retrieved",
+#: with a traceback, for the cell the dead kernel was executing, when the process ends)
+AFTER_STOP_LOGGERS = ("papermill", "traitlets", "asyncio")
+
+
+def hush_killed_kernels() -> None:
+    """After Ctrl-C killed the runs' kernels: what their clients still say about them is about kernels killed on
+    purpose, and the process is ending, so those loggers are silenced (the stop line says what happened)."""
+    for name in AFTER_STOP_LOGGERS:
+        logging.getLogger(name).disabled = True
 
 
 def stopped_line(stopped: list[Stopped]) -> str:
