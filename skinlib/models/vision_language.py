@@ -92,14 +92,14 @@ class CLIPClassifier(nn.Module):
     """A CLIP model whose projected image embedding feeds a head; the text tower is kept, frozen, for prompts."""
 
     def __init__(self, clip: nn.Module, head: nn.Module, tokenizer, normalize: bool, class_names: list[str],
-                 pretrained_cfg: dict, label_prompts: torch.Tensor | None = None):
+                 pretrained_cfg: dict):
         super().__init__()
         self.clip, self.head = clip, head
         self.tokenizer, self.normalize, self.class_names = tokenizer, normalize, class_names
         self.pretrained_cfg = pretrained_cfg
         #: the ``label_prompt`` head's input: each class's prompt embedding (classes, dim), from the frozen text tower
         self.label_prompts: torch.Tensor | None
-        self.register_buffer("label_prompts", label_prompts)
+        self.register_buffer("label_prompts", None)
 
     @property
     def visual(self) -> nn.Module:
@@ -277,16 +277,14 @@ def create_clip(
                       "input_size": (3, int(size), int(size))}
     if head == "label_prompt":                # study C: image embedding + the text embedding of the given label
         top = make_head("mlp", 2 * dim, num_classes, hidden=hidden, dropout=dropout)
-        model = CLIPClassifier(clip, top, tokenizer, normalize=True, class_names=names, pretrained_cfg=pretrained_cfg)
-        model.label_prompts = model.text_features(prompt_set)
-        if num_classes == 1:                  # one logit: the label is 0 / 1, its one-hot has two columns
-            model.label_prompts = model.label_prompts[:2]
-        return model
-    top = make_head(head, dim, num_classes, hidden=hidden, dropout=dropout)
+    else:
+        top = make_head(head, dim, num_classes, hidden=hidden, dropout=dropout)
     model = CLIPClassifier(clip, top, tokenizer, normalize=head == "prompt", class_names=names,
                            pretrained_cfg=pretrained_cfg)
     if head == "prompt":
         init_prompt_head(model, prompt_set)
+    elif head == "label_prompt":              # one row per class name (rest / mel for one logit)
+        model.label_prompts = model.text_features(prompt_set)
     return model
 
 
@@ -435,8 +433,8 @@ def create_blip(
             the base checkpoints' architecture (768 wide, 12 layers, 384 px).
         image_size: input size; default: the checkpoint's own (384); another size interpolates the position
             embeddings.
-        hidden: width of the ``mlp`` and ``label_prompt`` heads.
-        dropout: dropout of the ``mlp`` and ``label_prompt`` heads.
+        hidden: width of the ``mlp`` head.
+        dropout: dropout of the ``mlp`` head.
 
     Raises:
         WeightsError: when pretrained weights are asked for and cannot be loaded, naming the folder expected.
