@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                              "by side (--jobs) get one each; default: every GPU visible")
     parser.add_argument("--estimate", type=int, nargs="?", const=5, metavar="STEPS",
                         help="what each run will cost on this machine: every run executes with STEPS training steps "
-                             "timed per fit (default 5, after one warm-up step), in a workspace of its own; prints "
-                             "each run's projected time and peak memory and the total")
+                             "timed per fit and STEPS batches per prediction pass (default 5, after one warm-up), "
+                             "in a workspace of its own; prints each run's projected time and peak memory and the "
+                             "total. Runs estimated before are not estimated again (--force: they are)")
     parser.add_argument("--executor", default="local", choices=("local", "slurm", "submitit-local"),
                         help="local: execute here (default); slurm: submit each run as a Slurm job through submitit "
                              "(pip install -e '.[cluster]'); submitit-local: the same jobs as local processes")
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.jobs < 1:
         parser.error(f"--jobs {args.jobs}: must be 1 or more")
+    if args.estimate is not None and args.estimate < 1:
+        parser.error(f"--estimate {args.estimate}: time 1 step or more")
     gpus = None
     if args.gpus is not None:
         gpus = [g.strip() for g in args.gpus.split(",")]
@@ -132,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[paths.WORKSPACE_ENV] = str(paths.workspace() / "estimate")
         os.environ[estimate.STEPS_ENV] = str(args.estimate)
     out_dir = paths.outputs_dir() / outputs_name(args.profile)     # never the profile's own folder
+    if args.estimate:
+        # one folder per step count: a run estimated before (same code, parameters and data) is not estimated again
+        # (an interrupted estimate resumes; --force measures again), but a count that differs is another measurement
+        out_dir = out_dir.with_name(f"{out_dir.name}-{args.estimate}steps")
     if args.list:
         for run in runs:
             if run.name in skipped:
@@ -154,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keep going without them: {data.missing_message(keep_going=True)}", flush=True)
     runs = [run for run in runs if run.name not in skipped]
     if args.executor == "local":
-        status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force or args.estimate is not None, keep_going=args.keep_going,
+        status = run_all(runs, out_dir, ROOT / "notebooks", force=args.force, keep_going=args.keep_going,
                          progress=not args.no_progress, wait=args.wait,
                          after_run=drop_checkpoints if args.smoke else None, jobs=args.jobs, gpus=gpus)
     else:
@@ -193,15 +200,22 @@ def print_estimate(runs: list[Run], out_dir: Path) -> None:
     plus its fits' projections) and peak memory, from the runs' records and estimate files."""
     import json
 
-    rows = []
+    rows, failed = [], []
     for run in runs:
         try:
-            seconds = float(json.loads(record_path(out_dir, run).read_text()).get("seconds", 0.0))
+            info = json.loads(record_path(out_dir, run).read_text())
         except (OSError, ValueError):
-            continue                                                # not executed (a failure before it)
-        rows.append((run.name, estimate.projection(estimate_file(out_dir, run), seconds)))
-    print("\nestimate on this machine (training: every epoch, no early stop; the rest as measured):", flush=True)
+            failed.append(run.name)                                  # not executed (a failure before it)
+            continue
+        if info.get("status") != "ok":
+            failed.append(run.name)
+            continue
+        rows.append((run.name, estimate.projection(estimate_file(out_dir, run), float(info.get("seconds", 0.0)))))
+    print(f"\nestimate on this machine (training: every epoch, no early stop; prediction passes projected from "
+          f"their first batches; the rest as measured), from {out_dir}:", flush=True)
     print(estimate.table(rows), flush=True)
+    if failed:
+        print(f"not in the table, their estimating run failed or did not run: {', '.join(failed)}", flush=True)
 
 
 def drop_checkpoints(run: Run) -> None:

@@ -199,11 +199,11 @@ def predict(model: nn.Module, batches: Batches, preprocess: nn.Module, *, amp: b
     model.eval()
     preprocess.eval().to(device)
     outputs = []
-    for images, _ in batches:
+    for images, _ in estimate.sampled(batches, len(batches), "predict"):   # run_all.py --estimate: a few batches
         with _autocast(device, amp):
             logits = model(_prepare(preprocess, images, device)).float()
         outputs.append(torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, 1))
-    proba = torch.cat(outputs).cpu().numpy()
+    proba = estimate.padded(torch.cat(outputs).cpu().numpy(), len(batches.positions()))
     if batches.world > 1:                                          # this process's share: put every share together
         proba = distributed.gather_rows(batches.positions(), proba, len(batches.image_ids))
     return proba
@@ -345,9 +345,7 @@ def fit(
             if budget is not None and len(step_seconds) > budget:     # one warm-up step, then `budget` timed
                 break
         total, seen, correct = distributed.total(total, seen, correct)      # every rank's share (one rank: as is)
-        t_val = time.time()
         proba = predict(model, val, preprocess_eval, amp=config.amp)
-        val_seconds = time.time() - t_val
         y_val = val.labels.numpy()
         scores = evaluate(y_val, proba)
         with torch.no_grad():
@@ -375,10 +373,11 @@ def fit(
         print(f"epoch {epoch + 1:>3}/{config.max_epochs}  train loss {row['train_loss']:.3f} acc {row['train_accuracy']:.3f}  "
               f"val loss {scores['loss']:.3f} {config.monitor} {score:.3f}  lr {lr:.2g}  {row['seconds']:.1f}s"
               + ("  *best" if improved else ""), file=log, flush=True)
-        if budget is not None:
+        if budget is not None:            # the validation pass above was cut short and noted its own projection
             timed = step_seconds[1:] or step_seconds
-            estimate.note(sum(timed) / len(timed), len(train), val_seconds, config.max_epochs, time.time() - started,
-                          estimate.peak_memory_gb(device))
+            val_pass = estimate.last_pass()
+            estimate.note(sum(timed) / len(timed), len(train), val_pass["projected_seconds"], config.max_epochs,
+                          time.time() - started - val_pass["seconds"], estimate.peak_memory_gb(device), val_noted=True)
             break
         stopped = config.patience > 0 and bad_epochs >= config.patience
         if ckpt_path is not None and rank == 0:

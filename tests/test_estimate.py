@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from skinlib.data.cache import build_cache, channel_stats
 from skinlib.data.splits import make_split
 from skinlib.data.transforms import Preprocess
 from skinlib.models import ResidualCNN
-from skinlib.train import FitConfig, fit
+from skinlib.train import FitConfig, fit, predict
 
 
 def test_an_estimating_fit_times_a_few_steps_and_projects_every_epoch(synthetic_small, tmp_path, monkeypatch):
@@ -44,15 +45,64 @@ def test_an_estimating_fit_times_a_few_steps_and_projects_every_epoch(synthetic_
     result = fit(ResidualCNN(7, width=4, blocks=(1,)), batches, Batches(cache, val["image_id"], val["label"], 64), pre,
                  pre, FitConfig(max_epochs=30, seed=0), log=io.StringIO())
     assert len(seen) == 4 and len(result.history) == 1             # 1 warm-up + 3 timed steps, one validation
-    [entry] = [json.loads(line) for line in notes.read_text().splitlines()]
+    val_pass, entry = [json.loads(line) for line in notes.read_text().splitlines()]
+    assert val_pass["kind"] == "pass" and entry["kind"] == "fit"
     assert entry["steps_per_epoch"] == len(batches) and entry["epochs"] == 30
-    expected = 30 * (len(batches) * entry["seconds_per_step"] + entry["val_seconds"])
+    assert entry["val_seconds"] == val_pass["projected_seconds"]
+    # the validation pass noted itself once: the fit adds the other 29 epochs' passes
+    expected = 30 * len(batches) * entry["seconds_per_step"] + 29 * entry["val_seconds"]
     assert np.isclose(entry["projected_seconds"], expected) and entry["peak_memory_gb"] > 0
 
-    # the run's projection: measured time, less its fits' few steps, plus the fits' projections
-    row = estimate.projection(notes, measured_seconds=entry["fit_seconds"] + 12.0)
-    assert np.isclose(row["projected_seconds"], 12.0 + expected) and row["fits"] == 1
-    assert row["steps"] == 30 * len(batches)
+    # the run's projection: measured time, less what its cut-short fit and passes took, plus their projections
+    row = estimate.projection(notes, measured_seconds=entry["seconds"] + val_pass["seconds"] + 12.0)
+    assert np.isclose(row["projected_seconds"], 12.0 + expected + val_pass["projected_seconds"])
+    assert row["fits"] == 1 and row["passes"] == 1 and row["steps"] == 30 * len(batches)
     text = estimate.table([("05_transfer_learning--x", row)])
     assert "05_transfer_learning--x" in text and "total (one run at a time)" in text
     assert estimate.projection(tmp_path / "none.jsonl", 5.0)["projected_seconds"] == 5.0      # no fit: as measured
+
+
+def test_a_pass_is_cut_short_timed_and_projected(tmp_path, monkeypatch):
+    notes = tmp_path / "run.estimate.jsonl"
+    assert list(estimate.sampled(range(10), 10, "predict")) == list(range(10))      # not estimating: every batch
+    monkeypatch.setenv(estimate.STEPS_ENV, "2")
+    monkeypatch.setenv(estimate.FILE_ENV, str(notes))
+
+    def slow(n):
+        for i in range(n):
+            time.sleep(0.05 if i == 0 else 0.01)                                     # a slow first (warm-up) batch
+            yield i
+
+    assert list(estimate.sampled(slow(100), 100, "predict")) == [0, 1, 2]           # 1 warm-up + 2 timed
+    entry = estimate.last_pass()
+    assert entry["kind"] == "pass" and entry["batches"] == 100 and entry["ran"] == 3
+    # the warm-up batch as measured, plus the timed batches' mean for each of the other 99
+    assert 0.05 + 99 * 0.01 <= entry["projected_seconds"] < 0.05 + 99 * 0.03
+    assert list(estimate.sampled(range(2), 2, "predict")) == [0, 1]                  # shorter than the budget: all
+    assert estimate.last_pass()["projected_seconds"] == estimate.last_pass()["seconds"]
+    assert len(notes.read_text().splitlines()) == 2
+
+
+def test_padded_fills_a_cut_short_pass_to_its_true_size():
+    rows = np.arange(6, dtype=np.float32).reshape(3, 2)
+    assert estimate.padded(rows, 3) is rows
+    filled = estimate.padded(rows, 7)
+    assert filled.shape == (7, 2) and filled.dtype == np.float32 and (filled[3:6] == rows).all()
+    noisy = estimate.padded(rows, 50, noise=True)
+    assert noisy.shape == (50, 2) and (noisy[:3] == rows).all()
+    assert not any((noisy[3:] == row).all(1).any() for row in rows)                  # no repeats: no false duplicates
+
+
+def test_an_estimating_prediction_runs_a_few_batches_and_returns_every_row(synthetic_small, tmp_path, monkeypatch):
+    catalog = load_catalog(synthetic_small, layout="ham10000")
+    cache = build_cache(catalog, 24)
+    batches = Batches(cache, catalog["image_id"], catalog["label"], 4)
+    pre = Preprocess(*channel_stats(cache, catalog["image_id"]))
+    model = ResidualCNN(7, width=4, blocks=(1,))
+    monkeypatch.setenv(estimate.STEPS_ENV, "2")
+    monkeypatch.setenv(estimate.FILE_ENV, str(tmp_path / "notes.jsonl"))
+    proba = predict(model, batches, pre)
+    assert proba.shape == (len(catalog), 7) and np.allclose(proba.sum(1), 1, atol=1e-4)
+    assert estimate.last_pass()["ran"] == 3 and estimate.last_pass()["batches"] == len(batches)
+    monkeypatch.delenv(estimate.STEPS_ENV)
+    assert np.allclose(predict(model, batches, pre)[:12], proba[:12], atol=1e-5)     # the rows it did compute

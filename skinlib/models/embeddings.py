@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .. import estimate
 from ..data.cache import ImageCache
 from ..data.duplicates import Audit, audit
 
@@ -45,14 +46,15 @@ def image_embeddings(cache: ImageCache, image_ids, backbone: str, *, weights_dir
     side = input_size_of(model) or cache.size
     ids = list(image_ids)
     out = []
+    starts = range(0, len(ids), batch_size)
     with torch.no_grad():
-        for start in range(0, len(ids), batch_size):
+        for start in estimate.sampled(starts, len(starts), "embeddings"):     # run_all.py --estimate: a few batches
             x = torch.from_numpy(cache.images(ids[start:start + batch_size])).to(device)
             x = x.permute(0, 3, 1, 2).float().div_(255)
             if x.shape[-1] != side:
                 x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=True)
             out.append(features((x - mean_t) / std_t).flatten(1).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return estimate.padded(np.concatenate(out), len(ids), noise=True) if out else np.zeros((0, 0), np.float32)
 
 
 def near_duplicates(catalog: pd.DataFrame, cache: ImageCache, backbone: str | None = None, *,

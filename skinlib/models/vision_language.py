@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import estimate
 from ..data.labels import CLASSES, LONG_NAMES
 from .backbones import freeze
 from .factories import CLIP_HEADS, register_model
@@ -356,8 +357,11 @@ def _image_embeddings(model: CLIPClassifier, batches, preprocess: nn.Module) -> 
     def images_of(inputs):                     # batches with features (a label_prompt run) give pairs
         return inputs[0] if isinstance(inputs, (tuple, list)) else inputs
 
-    return torch.cat([F.normalize(model.image_features(preprocess(images_of(x).to(device))).float(), dim=-1)
-                      for x, _ in batches])
+    images = torch.cat([F.normalize(model.image_features(preprocess(images_of(x).to(device))).float(), dim=-1)
+                        for x, _ in estimate.sampled(batches, len(batches), "embeddings")])   # --estimate: a few
+    if estimate.steps() is None:
+        return images
+    return torch.from_numpy(estimate.padded(images.cpu().numpy(), len(batches.positions()))).to(images.device)
 
 
 def _zero_shot_proba(model: CLIPClassifier, images: torch.Tensor, text: torch.Tensor,
