@@ -151,16 +151,24 @@ def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndar
 
     Args:
         y: labels.
-        proba, baseline: (n, k) probabilities of the ensemble and of the member it is compared with.
+        proba, baseline: (n, k) probabilities of the ensemble and of the member it is compared with; or (n,)
+            probabilities of the positive class, compared by ROC-AUC (threshold-free, so the comparison does not
+            depend on a threshold chosen on either's validation).
         groups: each image's lesion (or patient) group (:func:`skinlib.metrics.bootstrap_groups`; the registry's
             ``group`` column); None only where every image is its own lesion.
-        metric: a key of :func:`skinlib.metrics.classification_metrics`.
+        metric: a key of :func:`skinlib.metrics.classification_metrics`; ``auc`` for (n,) probabilities.
         n_boot, level, seed: bootstrap resamples, interval level and seed.
     """
     y = np.asarray(y)
     groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     counts = metrics.bootstrap_counts(groups, n_boot, seed)
-    if metric in metrics.LABEL_KEYS:                                 # from predicted labels, all resamples at once
+    if np.ndim(proba) == 1:                         # binary: ROC-AUC, a resample's counts as the images' weights
+        if metric != "auc":
+            raise ValueError(f"metric {metric!r} for one probability per image: binary runs compare by 'auc'")
+        a, b = np.asarray(proba, float), np.asarray(baseline, float)
+        point = _auc(y, a) - _auc(y, b)
+        gains = np.array([_auc(y, a, c) - _auc(y, b, c) for c in counts])
+    elif metric in metrics.LABEL_KEYS:                                 # from predicted labels, all resamples at once
         a, b = np.asarray(proba).argmax(1), np.asarray(baseline).argmax(1)
         point = metrics.label_metrics(y, a)[metric] - metrics.label_metrics(y, b)[metric]
         gains = (metrics.resampled_label_metrics(y, a, counts)[metric]
@@ -171,11 +179,20 @@ def paired_bootstrap_gain(y: Sequence[int], proba: np.ndarray, baseline: np.ndar
         point = score(y, a) - score(y, b)
         rows = np.arange(len(y))
         gains = np.array([score(y[i], a[i]) - score(y[i], b[i]) for i in (np.repeat(rows, c) for c in counts)])
+    gains = gains[np.isfinite(gains)]                 # a resample without some class scores nothing
     if not len(gains):
         return {"gain": float(point), "low": float("nan"), "high": float("nan"), "p_not_better": float("nan")}
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return {"gain": float(point), "low": float(np.nanquantile(gains, lo)), "high": float(np.nanquantile(gains, hi)),
+    return {"gain": float(point), "low": float(np.quantile(gains, lo)), "high": float(np.quantile(gains, hi)),
             "p_not_better": float(np.mean(gains <= 0))}
+
+
+def _auc(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """ROC-AUC of `p`, the images weighted (a bootstrap resample's counts); NaN when one class is missing."""
+    from sklearn.metrics import roc_auc_score
+
+    present = y if weight is None else y[weight > 0]
+    return float(roc_auc_score(y, p, sample_weight=weight)) if len(np.unique(present)) == 2 else float("nan")
 
 
 def one_hot(labels: Sequence[int], k: int = len(CLASSES)) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .ensemble import paired_bootstrap_gain
-from .metrics import balanced_accuracy, bootstrap_counts
+from .metrics import balanced_accuracy, binary_metrics
 from .registry import gather, load_run
 
 _FRACTION = re.compile(r"-frac[0-9.e+-]+?(?=-|$)")
@@ -27,26 +27,6 @@ _FRACTION = re.compile(r"-frac[0-9.e+-]+?(?=-|$)")
 def _test(experiment: str, run: str, root: Path | None) -> pd.DataFrame:
     pred = load_run(experiment, run, root).predictions
     return pred[pred["split"] == "test"].set_index("image_id")
-
-
-def _auc(y: np.ndarray, p: np.ndarray, weight: np.ndarray | None = None) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    present = y if weight is None else y[weight > 0]
-    return float(roc_auc_score(y, p, sample_weight=weight)) if len(np.unique(present)) == 2 else float("nan")
-
-
-def _paired_auc_gain(y: np.ndarray, a: np.ndarray, b: np.ndarray, groups: np.ndarray, n_boot: int,
-                     seed: int) -> dict[str, float]:
-    """AUC of `a` minus AUC of `b` on the same images, with the paired interval of the one group bootstrap
-    (:func:`skinlib.metrics.bootstrap_counts`: a resample's counts are the images' weights)."""
-    counts = bootstrap_counts(groups, n_boot, seed)
-    gains = np.array([_auc(y, a, c) - _auc(y, b, c) for c in counts])
-    gains = gains[np.isfinite(gains)]
-    if not len(gains):
-        return {"gain": _auc(y, a) - _auc(y, b), "low": float("nan"), "high": float("nan"), "p_not_better": float("nan")}
-    return {"gain": _auc(y, a) - _auc(y, b), "low": float(np.quantile(gains, 0.025)),
-            "high": float(np.quantile(gains, 0.975)), "p_not_better": float(np.mean(gains <= 0))}
 
 
 def tta_effect(root: Path | None = None, experiments: list[str] | None = None, n_boot: int = 1000,
@@ -89,8 +69,8 @@ def tta_effect(root: Path | None = None, experiments: list[str] | None = None, n
             gain = paired_bootstrap_gain(y, a, b, groups, metric="balanced_accuracy", n_boot=n_boot, seed=seed)
             label, base = "balanced accuracy", balanced_accuracy(y, b.argmax(1))
         else:
-            gain = _paired_auc_gain(y, a[:, 0], b[:, 0], groups, n_boot, seed)
-            label, base = "auc", _auc(y, b[:, 0])
+            gain = paired_bootstrap_gain(y, a[:, 0], b[:, 0], groups, metric="auc", n_boot=n_boot, seed=seed)
+            label, base = "auc", binary_metrics(y, b[:, 0])["auc"]
         rows.append({"experiment": experiment, "run": plain_run, "tta": variant["tta"], "metric": label,
                      "plain": base, "with tta": base + gain["gain"], **{k: gain[k] for k in
                                                                         ("gain", "low", "high", "p_not_better")}})

@@ -144,6 +144,17 @@ def test_paired_bootstrap_sees_a_real_gain_and_no_gain():
     assert same["gain"] == 0 and same["low"] == 0 and same["p_not_better"] == 1
 
 
+def test_paired_bootstrap_of_binary_probabilities_compares_auc():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    sharp, vague = y + rng.normal(0, 0.3, 200), y + rng.normal(0, 1.5, 200)
+    gain = ensemble.paired_bootstrap_gain(y, sharp, vague, np.arange(200) // 2, metric="auc", n_boot=200)
+    full = metrics.binary_metrics(y, sharp)["auc"] - metrics.binary_metrics(y, vague)["auc"]
+    assert gain["gain"] == pytest.approx(full) and gain["low"] > 0 and gain["p_not_better"] == 0
+    with pytest.raises(ValueError, match="binary runs compare by 'auc'"):
+        ensemble.paired_bootstrap_gain(y, sharp, vague, None)
+
+
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
 
