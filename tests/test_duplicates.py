@@ -144,3 +144,29 @@ def test_a_backbone_with_random_weights_says_so(ham):
 
     found = near_duplicates(ham, build_cache(ham, 32), "resnet18", pretrained=False, device="auto")
     assert found.method == "embeddings of resnet18 (random weights: says nothing about duplicates)"
+
+
+def test_audit_embeddings_are_reused_only_for_the_same_images_and_weights(ham, monkeypatch):
+    """02 reuses 01's embeddings (the audit's costly part) when the images, backbone and weights are the same."""
+    import torch
+
+    from skinlib.models import embeddings
+
+    cache = build_cache(ham, 32)
+    ids = list(ham["image_id"][:5])
+    torch.manual_seed(0)
+    first = embeddings.image_embeddings(cache, ids, "resnet18", pretrained=False, batch_size=2)
+    stored = list((cache.folder / "embeddings").glob("*.npy"))
+    assert len(stored) == 1 and np.array_equal(np.load(stored[0]), first)
+    calls = []
+    real = embeddings.estimate.sampled
+    monkeypatch.setattr(embeddings.estimate, "sampled", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)                                          # the same random weights: reused, not computed
+    assert np.array_equal(embeddings.image_embeddings(cache, ids, "resnet18", pretrained=False, batch_size=2), first)
+    assert calls == []
+    torch.manual_seed(1)                                          # other weights: computed and kept apart
+    other = embeddings.image_embeddings(cache, ids, "resnet18", pretrained=False, batch_size=2)
+    assert calls == [1] and not np.array_equal(other, first)
+    torch.manual_seed(0)                                          # the first weights, other images: computed
+    embeddings.image_embeddings(cache, ids[:4], "resnet18", pretrained=False, batch_size=2)
+    assert calls == [1, 1] and len(list((cache.folder / "embeddings").glob("*.npy"))) == 3
