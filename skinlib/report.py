@@ -270,7 +270,11 @@ def forest_plot(runs: pd.DataFrame):
     tasks = [t for t in TASK_ORDER if len(table) and t in set(table["task"])]
     tasks += sorted(set(table["task"]) - set(tasks)) if len(table) else []
     heights = [max(1, int((table["task"] == t).sum())) for t in tasks] or [1]
-    fig, axes = plt.subplots(len(heights), 1, figsize=(8, 0.32 * sum(heights) + 1.3 * len(heights)),
+    labels = [f"{e}/{r}" for e, r in zip(table["experiment"], table["run"])] if len(table) else []
+    # wide enough for the longest row label (about 0.075 inch a character) beside an axis of 4.5 inches and the
+    # legend (about 1.6 inches): a fixed width squeezed the axis to a sliver beside the full profile's long names
+    width = max(8.0, 0.6 + 0.075 * max(map(len, labels), default=0) + 4.5 + 1.6)
+    fig, axes = plt.subplots(len(heights), 1, figsize=(width, 0.32 * sum(heights) + 1.3 * len(heights)),
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     palette = plt.get_cmap("tab10")
     for ax, task in zip(axes[:, 0], tasks):

@@ -271,3 +271,12 @@ def test_html_export_leaves_out_the_exercises_and_names_the_report(tmp_path):
     assert "body text" in html and "<title>skinlib: 10 · The report</title>" in html
     for secret in ("Exercises", "a question", "BEGIN SOLUTION", "the model answer"):
         assert secret not in html
+
+
+def test_forest_plot_keeps_its_axis_wide_beside_long_run_names(registry):
+    """The full profile's names are long (``transfer/E-inceptionresnetv2-grey-color-aug``): the figure widens with
+    them rather than squeezing the axis the intervals are drawn on."""
+    runs = report.runs_table(registry)
+    runs["run"] = runs["run"] + "-inceptionresnetv2-grey-color-aug"
+    fig = report.forest_plot(runs)
+    assert fig.axes[0].get_position().width * fig.get_figwidth() >= 4.0
