@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -44,7 +45,12 @@ def steps() -> int | None:
 
 
 def peak_memory_gb(device=None) -> float:
-    """Peak memory of this process so far: the GPU's allocations on CUDA, else the process's resident size."""
+    """Peak memory of this process so far: the GPU's allocations on CUDA (`device`, or when none is given, the
+    GPU's when torch has started CUDA), else the process's resident size."""
+    if device is None:
+        torch = sys.modules.get("torch")                   # a pass over images: on the GPU when CUDA is in use
+        if torch is not None and torch.cuda.is_initialized():
+            device = torch.device("cuda")
     if device is not None and getattr(device, "type", "") == "cuda":
         import torch
 
@@ -121,7 +127,7 @@ def sampled(batches: Iterable[T], total: int, what: str) -> Iterator[T]:
         else:
             projected = times[0] + (total - 1) * sum(timed) / len(timed)
         _last_pass = _write({"kind": "pass", "what": what, "batches": total, "ran": len(times), "seconds": seconds,
-                             "projected_seconds": projected})
+                             "projected_seconds": projected, "peak_memory_gb": peak_memory_gb()})
 
 
 def padded(rows: np.ndarray, n: int, *, noise: bool = False) -> np.ndarray:
@@ -148,7 +154,7 @@ def projection(file: Path, measured_seconds: float) -> dict[str, Any]:
     return {"fits": len(fits), "passes": len(entries) - len(fits),
             "projected_seconds": max(0.0, measured_seconds - spent) + projected,
             "training_seconds": sum(e["projected_seconds"] for e in fits),
-            "peak_memory_gb": max([e["peak_memory_gb"] for e in fits], default=None),
+            "peak_memory_gb": max([e["peak_memory_gb"] for e in entries], default=None),
             "steps": sum(e["epochs"] * e["steps_per_epoch"] for e in fits)}
 
 

@@ -75,7 +75,7 @@ def test_a_pass_is_cut_short_timed_and_projected(tmp_path, monkeypatch):
 
     assert list(estimate.sampled(slow(100), 100, "predict")) == [0, 1, 2]           # 1 warm-up + 2 timed
     entry = estimate.last_pass()
-    assert entry["kind"] == "pass" and entry["batches"] == 100 and entry["ran"] == 3
+    assert entry["kind"] == "pass" and entry["batches"] == 100 and entry["ran"] == 3 and entry["peak_memory_gb"] > 0
     # the warm-up batch as measured, plus the timed batches' mean for each of the other 99
     assert 0.05 + 99 * 0.01 <= entry["projected_seconds"] < 0.05 + 99 * 0.03
     assert list(estimate.sampled(range(2), 2, "predict")) == [0, 1]                  # shorter than the budget: all
