@@ -367,7 +367,7 @@ def split_cost(grouped: str, image_level: str, n_boot: int = 2000, seed: int = 0
                         "low": float(np.quantile(diff, 0.025)), "high": float(np.quantile(diff, 0.975)),
                         "share of resamples without inflation": float((diff <= 0).mean())}
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = design                                    # shown as the table's corner
+    table.index.name = design                     # shown as the table's caption (skinlib.tables.CORNER_CHARS)
     return table
 
 

@@ -26,6 +26,7 @@ STYLES = [
                                     "vertical-align: top; max-width: 24em;"},
     {"selector": "th.col_heading", "props": "text-align: right; vertical-align: bottom;"},
     {"selector": "th.row_heading", "props": "text-align: left;"},
+    {"selector": "caption", "props": "caption-side: top; text-align: left; padding: 2px 4px; color: #444;"},
 ]
 
 
@@ -81,8 +82,16 @@ def html(table: pd.DataFrame | pd.Series) -> str | None:
     return "\n".join(f'<div style="margin-bottom: 10px">{_styled(piece)}</div>' for piece in pieces)
 
 
+#: an index name longer than this (characters) is the table's caption, above it, not its corner: a corner cell
+#: that long wraps into a header of several lines beside the column names (the split-cost table's design)
+CORNER_CHARS = 24
+
+
 def _styled(table: pd.DataFrame) -> str:
     """One table's HTML (unique columns and index)."""
+    caption = table.index.name if isinstance(table.index.name, str) and len(table.index.name) > CORNER_CHARS else None
+    if caption is not None:
+        table = table.rename_axis(index=None)
     counts = {c for c in table.columns if _is_count(table[c])}
     formats = {c: (lambda v, whole=c in counts: _number(v, whole)) for c in table.columns}
     styler = table.style.format(formats, na_rep=MISSING).format_index(_header, axis="columns", na_rep=MISSING)
@@ -97,6 +106,8 @@ def _styled(table: pd.DataFrame) -> str:
             styler = styler.set_properties(subset=columns, **{"text-align": side})
     headers = [{"selector": f"th.col_heading.col{i}", "props": "text-align: left;"}
                for i, c in enumerate(table.columns) if c in text]
+    if caption is not None:
+        styler = styler.set_caption(markup.escape(caption))
     return styler.set_table_styles(STYLES + headers).to_html()
 
 

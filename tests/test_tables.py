@@ -90,3 +90,12 @@ def test_numpy_floats_in_a_text_column_show_as_numbers():
 
 def test_an_empty_table_with_a_named_index_is_styled():
     assert "<table" in tables.html(pd.DataFrame({"auc": []}, index=pd.Index([], name="run")))
+
+
+def test_a_long_index_name_is_the_caption_not_a_tall_corner():
+    table = pd.DataFrame({"low": [0.1, 0.2], "high": [0.3, 0.4]}, index=pd.Index(["accuracy", "f1"], name="metric"))
+    assert "<caption" not in tables.html(table) and ">metric<" in tables.html(table)
+    table.index.name = "cross-fitted: the same 600 images, resampled by lesion"
+    text = tables.html(table)
+    assert "<caption>cross-fitted: the same 600 images, resampled by lesion</caption>" in text
+    assert text.count("cross-fitted") == 1 and "accuracy" in text
