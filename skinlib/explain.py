@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from . import estimate
 from .data.labels import CLASSES
 from .models.backbones import Backbone
 from .models.custom_cnn import ResidualCNN, SmallCNN
@@ -176,8 +177,12 @@ def probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) 
         inputs: preprocessed images (n, 3, H, W) on the model's device.
         batch_size: images per forward pass.
     """
-    with torch.no_grad():
-        logits = torch.cat([model(inputs[i:i + batch_size]).float() for i in range(0, len(inputs), batch_size)])
+    starts = range(0, len(inputs), batch_size)
+    with torch.no_grad():                            # run_all.py --estimate: a few batches, the rest filled in
+        logits = torch.cat([model(inputs[i:i + batch_size]).float()
+                            for i in estimate.sampled(starts, len(starts), "predict")])
+    if len(logits) < len(inputs):
+        logits = torch.from_numpy(estimate.padded(logits.cpu().numpy(), len(inputs)))
     if logits.shape[1] == 1:
         p = torch.sigmoid(logits[:, 0])
         return torch.stack([1 - p, p], 1).cpu().numpy()
@@ -205,7 +210,8 @@ def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batc
         p.requires_grad_(True)
     try:
         with GradCAM(model=model, target_layers=target.layers, reshape_transform=target.reshape_transform) as cam:
-            for start in range(0, len(inputs), batch_size):
+            starts = range(0, len(inputs), batch_size)
+            for start in estimate.sampled(starts, len(starts), "gradcam"):      # --estimate: a few batches
                 chunk = inputs[start:start + batch_size]
                 targets = [score_target(c, binary) for c in classes[start:start + batch_size]]
                 maps.append(cam(input_tensor=chunk, targets=targets))
@@ -213,7 +219,9 @@ def gradcam(model: nn.Module, inputs: torch.Tensor, classes: Sequence[int], batc
         for p in frozen:
             p.requires_grad_(False)
         model.zero_grad(set_to_none=True)
-    return np.concatenate(maps).astype(np.float32) if maps else np.zeros((0, *inputs.shape[2:]), np.float32)
+    if not maps:
+        return np.zeros((0, *inputs.shape[2:]), np.float32)
+    return estimate.padded(np.concatenate(maps).astype(np.float32), len(inputs))
 
 
 def overlay(image: np.ndarray, cam: np.ndarray, weight: float = 0.45) -> np.ndarray:

@@ -106,3 +106,19 @@ def test_an_estimating_prediction_runs_a_few_batches_and_returns_every_row(synth
     assert estimate.last_pass()["ran"] == 3 and estimate.last_pass()["batches"] == len(batches)
     monkeypatch.delenv(estimate.STEPS_ENV)
     assert np.allclose(predict(model, batches, pre)[:12], proba[:12], atol=1e-5)     # the rows it did compute
+
+
+def test_an_estimating_grad_cam_explains_a_few_batches_and_fills_the_rest(tmp_path, monkeypatch):
+    from skinlib import explain
+
+    torch.manual_seed(0)
+    model = ResidualCNN(7, width=4, blocks=(1,)).eval()
+    inputs = torch.randn(20, 3, 32, 32)
+    monkeypatch.setenv(estimate.STEPS_ENV, "1")
+    monkeypatch.setenv(estimate.FILE_ENV, str(tmp_path / "notes.jsonl"))
+    proba = explain.probabilities(model, inputs, batch_size=4)
+    assert proba.shape == (20, 7) and estimate.last_pass()["ran"] == 2 and estimate.last_pass()["batches"] == 5
+    maps = explain.gradcam(model, inputs, list(proba.argmax(1)), batch_size=4)
+    assert maps.shape == (20, 32, 32) and estimate.last_pass()["what"] == "gradcam"
+    monkeypatch.delenv(estimate.STEPS_ENV)
+    assert np.allclose(explain.probabilities(model, inputs, batch_size=4)[:8], proba[:8], atol=1e-5)
