@@ -135,7 +135,7 @@ def layer_names(model: nn.Module) -> str:
     return ", ".join(name for name, m in model.named_modules() if id(m) in layers)
 
 
-def is_binary(model: nn.Module, inputs: torch.Tensor) -> bool:
+def is_binary(model: nn.Module, inputs: torch.Tensor | Preprocessed) -> bool:
     """Whether `model` has one output (a binary task's logit) rather than one per class, from its output on one
     image of `inputs`."""
     with torch.no_grad():
@@ -168,13 +168,14 @@ class ProbabilityTarget:
         return torch.softmax(output.float(), dim=-1)[..., self.cls]
 
 
-def probabilities(model: nn.Module, inputs: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+def probabilities(model: nn.Module, inputs: torch.Tensor | Preprocessed, batch_size: int = 64) -> np.ndarray:
     """Class probabilities (n, k) of `model` on preprocessed `inputs`: softmax, or for a one-logit (binary) model
     the columns (1 - sigmoid, sigmoid), so that column c is always the probability of class c.
 
     Args:
         model: a classifier in eval mode.
-        inputs: preprocessed images (n, 3, H, W) on the model's device.
+        inputs: preprocessed images (n, 3, H, W) on the model's device, or a :class:`Preprocessed` (made a batch
+            at a time).
         batch_size: images per forward pass.
     """
     starts = range(0, len(inputs), batch_size)
@@ -281,6 +282,38 @@ def faithfulness_summary(table: pd.DataFrame) -> dict[str, float]:
             "share_cam_hurts_more": float((table["drop_cam"] > table["drop_random"]).mean())}
 
 
+class Preprocessed:
+    """A subject's model inputs, made from its uint8 images when indexed (``inputs[index]``, ``inputs[a:b]``: a
+    float tensor (n, 3, S, S) on the model's device), never held whole: a test split's preprocessed images take 4.7
+    GB at 512 px, and 09's seven subjects held theirs together ran a 24 GB machine out of memory on the full
+    profile (``run_all.py --estimate`` found it).
+
+    Args:
+        images: uint8 (n, S, S, 3).
+        preprocess: the model's evaluation preprocessing.
+        device: where the inputs go.
+    """
+
+    def __init__(self, images: np.ndarray, preprocess: nn.Module, device: str | torch.device = "cpu"):
+        self.images, self.preprocess, self.device = images, preprocess, device
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(n, 3, S, S), as the tensor would have."""
+        n, h, w, c = self.images.shape
+        return (n, c, h, w)
+
+    def __getitem__(self, index) -> torch.Tensor:
+        one = isinstance(index, (int, np.integer))
+        part = np.ascontiguousarray(self.images[[index] if one else index])
+        with torch.no_grad():
+            x = self.preprocess(torch.from_numpy(part).permute(0, 3, 1, 2).to(self.device))
+        return x[0] if one else x
+
+
 @dataclass
 class Subject:
     """A registry model and the test images it is explained on.
@@ -289,7 +322,7 @@ class Subject:
         name: ``experiment/run``.
         model: the model in eval mode; ``spec`` its :class:`~skinlib.models.spec.ModelSpec`.
         images: uint8 (n, S, S, 3) at the cache's resolution (what the overlays are drawn on).
-        inputs: the preprocessed images (n, 3, S, S) the model sees.
+        inputs: the preprocessed images (n, 3, S, S) the model sees, made when indexed (:class:`Preprocessed`).
         labels, predicted: true and predicted class per image; ``proba`` the probabilities (n, classes): for a
             binary model the columns (1 - p, p).
         image_ids: the images' ids.
@@ -302,7 +335,7 @@ class Subject:
     model: nn.Module
     spec: object
     images: np.ndarray
-    inputs: torch.Tensor
+    inputs: Preprocessed
     labels: np.ndarray
     predicted: np.ndarray
     proba: np.ndarray
@@ -391,8 +424,7 @@ def load_subject(experiment: str, run: str, part: pd.DataFrame, table: pd.DataFr
         table = catalog[catalog["image_id"].isin(part["image_id"])]
     model, preprocess = load_model(experiment, run, root, device=device)
     images = build_cache(table, spec.image_size, resample=spec.resample, crop=spec.crop).images(part["image_id"].to_numpy())
-    with torch.no_grad():
-        inputs = preprocess(torch.from_numpy(images).permute(0, 3, 1, 2).to(device)).clone()
+    inputs = Preprocessed(images, preprocess.eval().to(device), device)
     proba = probabilities(model, inputs)
     threshold = None
     if len(inputs) and is_binary(model, inputs):

@@ -214,3 +214,21 @@ def test_a_binary_run_is_explained_on_its_own_test_images_at_its_threshold(synth
     assert maps.shape == (4, 32, 32) and np.isfinite(maps).all()
     table = explain.faithfulness(subject.model, subject.inputs[:4], maps, subject.predicted[:4])
     np.testing.assert_allclose(table["p"], subject.proba[np.arange(4), subject.predicted[:4]], rtol=1e-5)
+
+
+def test_a_subject_makes_its_inputs_when_indexed_not_all_at_once():
+    """09 on the full profile held seven subjects' preprocessed test splits at once and ran out of memory: the
+    inputs are made from the uint8 images a batch at a time, the same tensors as preprocessing them all."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8)
+    pre = Preprocess(np.full(3, 0.5), np.full(3, 0.25))
+    lazy = explain.Preprocessed(images, pre)
+    eager = pre(torch.from_numpy(images).permute(0, 3, 1, 2))
+    assert len(lazy) == 10 and lazy.shape == tuple(eager.shape)
+    torch.testing.assert_close(lazy[2:7], eager[2:7])
+    torch.testing.assert_close(lazy[np.array([9, 0, 4])], eager[[9, 0, 4]])
+    torch.testing.assert_close(lazy[3], eager[3])
+    torch.manual_seed(0)
+    model = ResidualCNN(7, width=4, blocks=(1,)).eval()
+    np.testing.assert_allclose(explain.probabilities(model, lazy, batch_size=3),
+                               explain.probabilities(model, eager, batch_size=3), atol=1e-6)
