@@ -309,6 +309,8 @@ class Preprocessed:
     def __getitem__(self, index) -> torch.Tensor:
         one = isinstance(index, (int, np.integer))
         part = np.ascontiguousarray(self.images[[index] if one else index])
+        if not len(part):                          # no image (preprocessing cannot reshape 0 elements): its shape
+            return self[[0]][:0] if len(self.images) else torch.empty((0, *self.shape[1:]))
         with torch.no_grad():
             x = self.preprocess(torch.from_numpy(part).permute(0, 3, 1, 2).to(self.device))
         return x[0] if one else x

@@ -228,6 +228,7 @@ def test_a_subject_makes_its_inputs_when_indexed_not_all_at_once():
     torch.testing.assert_close(lazy[2:7], eager[2:7])
     torch.testing.assert_close(lazy[np.array([9, 0, 4])], eager[[9, 0, 4]])
     torch.testing.assert_close(lazy[3], eager[3])
+    assert lazy[np.array([], int)].shape == (0, 3, 16, 16)               # no image: 09 picks none where none fit
     torch.manual_seed(0)
     model = ResidualCNN(7, width=4, blocks=(1,)).eval()
     np.testing.assert_allclose(explain.probabilities(model, lazy, batch_size=3),
