@@ -243,6 +243,10 @@ def random_maps(n: int, shape: Sequence[int], seed: int = 0, cells: int = 4) -> 
     return ((up - lo) / (hi - lo + 1e-8)).numpy().astype(np.float32)
 
 
+#: images per call of the faithfulness metric
+FAITHFULNESS_CHUNK = 32
+
+
 def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classes: Sequence[int],
                  percentile: int = 80, seed: int = 0) -> pd.DataFrame:
     """Does removing what the map points at hurt the model more than removing a random area of the same size?
@@ -269,8 +273,18 @@ def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, class
     targets = [ProbabilityTarget(c) for c in classes]
     metric = ROADMostRelevantFirst(percentile=percentile)
     p = probabilities(model, inputs)[np.arange(len(inputs)), np.asarray(list(classes), int)]
-    drop_cam = -metric(inputs, maps, targets, model)
-    drop_random = -metric(inputs, random_maps(len(inputs), inputs.shape[2:], seed), targets, model)
+
+    def drops(masks: np.ndarray, what: str) -> np.ndarray:
+        # in chunks, in order (the imputation's noise is drawn image by image, so the result is the same as in one
+        # call); run_all.py --estimate: a few chunks, the rest filled in
+        starts = range(0, len(inputs), FAITHFULNESS_CHUNK)
+        parts = [-np.asarray(metric(inputs[i:i + FAITHFULNESS_CHUNK], masks[i:i + FAITHFULNESS_CHUNK],
+                                    targets[i:i + FAITHFULNESS_CHUNK], model), dtype=float)
+                 for i in estimate.sampled(starts, len(starts), what)]
+        return estimate.padded(np.concatenate(parts), len(inputs)) if parts else np.zeros(0)
+
+    drop_cam = drops(maps, "faithfulness")
+    drop_random = drops(random_maps(len(inputs), inputs.shape[2:], seed), "faithfulness")
     return pd.DataFrame({"p": p, "drop_cam": drop_cam, "drop_random": drop_random})
 
 

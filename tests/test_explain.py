@@ -233,3 +233,19 @@ def test_a_subject_makes_its_inputs_when_indexed_not_all_at_once():
     model = ResidualCNN(7, width=4, blocks=(1,)).eval()
     np.testing.assert_allclose(explain.probabilities(model, lazy, batch_size=3),
                                explain.probabilities(model, eager, batch_size=3), atol=1e-6)
+
+
+def test_faithfulness_in_chunks_is_faithfulness_in_one_call(monkeypatch):
+    """The metric runs FAITHFULNESS_CHUNK images at a time (so that --estimate can cut it short); the imputation's
+    noise is drawn image by image, so the drops are those of one call over every image."""
+    torch.manual_seed(0)
+    model = ResidualCNN(7, width=4, blocks=(1,)).eval()
+    x = torch.randn(70, 3, 32, 32)
+    classes = list(explain.probabilities(model, x).argmax(1))
+    maps = explain.gradcam(model, x, classes)
+    torch.manual_seed(5)
+    chunked = explain.faithfulness(model, x, maps, classes)
+    monkeypatch.setattr(explain, "FAITHFULNESS_CHUNK", 1000)
+    torch.manual_seed(5)
+    whole = explain.faithfulness(model, x, maps, classes)
+    np.testing.assert_allclose(chunked.to_numpy(), whole.to_numpy(), atol=1e-5)
