@@ -243,8 +243,9 @@ def random_maps(n: int, shape: Sequence[int], seed: int = 0, cells: int = 4) -> 
     return ((up - lo) / (hi - lo + 1e-8)).numpy().astype(np.float32)
 
 
-#: images per call of the faithfulness metric
-FAITHFULNESS_CHUNK = 32
+#: images per call of the faithfulness metric (small: its imputation costs seconds an image on a CPU, and
+#: run_all.py --estimate times a few calls)
+FAITHFULNESS_CHUNK = 8
 
 
 def faithfulness(model: nn.Module, inputs: torch.Tensor, maps: np.ndarray, classes: Sequence[int],
