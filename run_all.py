@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -42,6 +43,8 @@ from skinlib.run.stopping import STOPPED_STATUS  # noqa: E402
 
 SMOKE_PER_CLASS = 2     # images per class and split in a smoke run
 REPORT_NOTEBOOK = "10_report"   # exported as a standalone HTML page at the end of a run
+#: one GPU of --gpus, as CUDA_VISIBLE_DEVICES takes it: an index, or a GPU or MIG UUID
+GPU_ID = r"\d+|(GPU|MIG)-[0-9A-Za-z/-]+"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +106,18 @@ def main(argv: list[str] | None = None) -> int:
     gpus = None
     if args.gpus is not None:
         gpus = [g.strip() for g in args.gpus.split(",")]
-        if not all(gpus) or len(set(gpus)) != len(gpus):
-            parser.error(f"--gpus {args.gpus}: give distinct GPU ids separated by commas, e.g. --gpus 0,2")
+        if not all(gpus) or len(set(gpus)) != len(gpus) or not all(re.fullmatch(GPU_ID, g) for g in gpus):
+            parser.error(f"--gpus {args.gpus}: give distinct GPU ids separated by commas, as CUDA_VISIBLE_DEVICES takes "
+                         f"them: indices (--gpus 0,2) or UUIDs (GPU-..., MIG-...)")
+    if args.executor == "local" and args.cluster_options:
+        parser.error(f"--cluster-option {args.cluster_options[0]}: applies to --executor slurm or submitit-local")
+    if args.executor != "local" and (args.jobs > 1 or gpus is not None):
+        parser.error(f"--executor {args.executor}: each run is a job of its own, with its own GPUs and cores (the "
+                     f"parameter files' resources:); --jobs and --gpus share out this machine (--executor local)")
+    bad = [item for item in args.cluster_options if not item.partition("=")[0].strip() or "=" not in item]
+    if bad:
+        parser.error(f"--cluster-option {bad[0]!r}: expected KEY=VALUE with one of submitit's parameters, "
+                     f"e.g. --cluster-option slurm_partition=gpu")
 
     overrides = {}
     if args.allow_missing:
@@ -170,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             options = parse_sets(args.cluster_options)
             status = run_on_cluster(runs, out_dir, ROOT / "notebooks", executor=args.executor, options=options,
-                                    force=args.force, keep_going=args.keep_going, wait=not args.no_wait)
-        except (RuntimeError, ValueError) as exc:
+                                    force=args.force, keep_going=args.keep_going, wait=not args.no_wait,
+                                    after_run=drop_checkpoints if args.smoke else None)
+        except (RuntimeError, ValueError, ParameterError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if args.no_wait:

@@ -119,10 +119,65 @@ def test_jobs_run_every_run_in_order_and_a_preempted_job_is_requeued(project):
     assert log.getvalue().count("already done") == 3 and "submitted" not in log.getvalue()
 
 
+def test_a_driver_started_again_waits_for_the_jobs_still_running_instead_of_submitting_them_again(project):
+    import threading
+
+    runs, out = _runs(project), project / "outputs"
+    first_log, statuses = io.StringIO(), {}
+    first = threading.Thread(target=lambda: statuses.setdefault("first", run_on_cluster(
+        runs, out, project / "notebooks", executor="submitit-local", log=first_log, poll_s=0.3)))
+    first.start()
+    deadline = time.time() + 120
+    while not (project / "slow.job").exists():                  # run "slow" is executing in its job
+        assert time.time() < deadline and first.is_alive(), first_log.getvalue()
+        time.sleep(0.2)
+    threading.Timer(3, (project / "finish").write_text, args=("",)).start()
+    again = io.StringIO()                                       # the same command again, while the jobs run
+    status = run_on_cluster(runs, out, project / "notebooks", executor="submitit-local", log=again, poll_s=0.3)
+    first.join(120)
+    text = again.getvalue()
+    assert status == 0 and statuses["first"] == 0, (text, first_log.getvalue())
+    assert "01_first--slow: its job" in text and "is still queued or running: not submitted again" in text
+    assert "01_first--slow: submitted" not in text and "01_first--slow: done (job" in text
+    assert (project / "slow.attempts").read_text() == "1"       # executed once: no second job for it
+    assert all(is_done(out, run) for run in runs)
+
+
+def test_a_runs_note_is_shown_only_for_the_run_it_was_submitted_for(project, monkeypatch):
+    from skinlib.run import cluster
+
+    fast = _runs(project)[0]
+    cluster._note(fast, _FakeJob(7, project), "slurm")
+    assert cluster.submitted(fast).startswith("submitted as job 7 at ")
+    fast.params["name"] = "other"                               # the run changed: its old job is not its job
+    assert cluster.submitted(fast) is None and cluster.active_job(fast, "slurm") is None
+
+
+def test_a_run_fitting_on_several_gpus_asks_for_them(project):
+    from skinlib.run.cluster import resources
+
+    fast = _runs(project)[0]
+    fast.params["devices"] = 4
+    assert resources(fast)["gpus"] == 4 and job_parameters(fast, {})["gpus_per_node"] == 4
+    fast.params["devices"] = 1                                  # never fewer than the parameter file's
+    fast.resources["gpus"] = 2
+    assert resources(fast)["gpus"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executor", "nowhere"], "--executor: invalid choice: 'nowhere'"),
+    (["--executor", "submitit-local", "--cluster-option", "slurm_partition"],
+     "--cluster-option 'slurm_partition': expected KEY=VALUE"),
+    (["--cluster-option", "slurm_partition=gpu"], "applies to --executor slurm or submitit-local"),
+    (["--executor", "submitit-local", "--jobs", "2"], "--jobs and --gpus share out this machine"),
+    (["--gpus", "x"], "--gpus x: give distinct GPU ids"),
+])
+def test_run_all_refuses_options_that_do_not_go_together(args, message):
+    done = subprocess.run([sys.executable, "run_all.py", *args, "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
 def test_run_all_takes_the_executor_and_its_options(project):
-    done = subprocess.run([sys.executable, "run_all.py", "--executor", "nowhere", "--list"], cwd=ROOT,
-                          capture_output=True, text=True)
-    assert done.returncode == 2 and "--executor: invalid choice: 'nowhere'" in done.stderr
     with pytest.raises(ValueError, match="unknown executor 'pbs'"):
         run_on_cluster(_runs(project), project / "outputs", project / "notebooks", executor="pbs")
 
@@ -130,7 +185,8 @@ def test_run_all_takes_the_executor_and_its_options(project):
 class _FakeJob:
     def __init__(self, job_id: int, folder: Path):
         self.job_id = str(job_id)
-        self.paths = type("Paths", (), {"stdout": folder / f"{job_id}.out", "stderr": folder / f"{job_id}.err"})()
+        self.paths = type("Paths", (), {"stdout": folder / f"{job_id}.out", "stderr": folder / f"{job_id}.err",
+                                        "folder": folder})()
 
 
 class _FakeSlurm:

@@ -13,21 +13,26 @@ without a cluster, which the tests take.
 
 ``--no-wait`` (Slurm only) submits every notebook's jobs at once and returns: each notebook's jobs depend on the
 jobs of the notebook before it through Slurm (``afterok``: a failure leaves the later jobs pending, as a waiting
-driver stops; with ``--keep-going``, ``afterany``). Each submitted run leaves a note (job id, log) that
-``run_all.py --list`` shows until the run is done; the same command without ``--no-wait`` afterwards skips the
-done runs and exports the report.
+driver stops; with ``--keep-going``, ``afterany``). Each submitted run leaves a note (job id, log, the run's
+identity) that ``run_all.py --list`` shows until the run is done; the same command without ``--no-wait`` afterwards
+skips the done runs and exports the report.
+
+A driver started again (after ``--no-wait``, or after the first driver was stopped) does not submit a run whose noted
+job is still queued or running (:func:`active_job`): it waits for that job instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import paths
-from .execute import _execute, _say, is_done
+from .execute import _execute, _read_record, _say, identity, is_done, record_path
 from .lock import RunLock
 from .plan import Run
 from .schedule import stages
@@ -50,8 +55,13 @@ EXECUTORS = {"slurm": "slurm", "submitit-local": "local"}
 
 
 def resources(run: Run) -> dict[str, int]:
-    """What `run` asks for: its notebook's defaults (:data:`DEFAULT_RESOURCES`), then its parameter file's."""
-    return {**DEFAULT_RESOURCES.get(run.notebook.name[:2], DEFAULT_RESOURCES["01"]), **run.resources}
+    """What `run` asks for: its notebook's defaults (:data:`DEFAULT_RESOURCES`), then its parameter file's; a run
+    whose fit spans several GPUs (parameter ``devices``, DDP) gets at least that many."""
+    want = {**DEFAULT_RESOURCES.get(run.notebook.name[:2], DEFAULT_RESOURCES["01"]), **run.resources}
+    devices = run.params.get("devices")
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > want["gpus"]:
+        want["gpus"] = devices
+    return want
 
 
 def job_parameters(run: Run, options: dict[str, Any]) -> dict[str, Any]:
@@ -95,23 +105,61 @@ def submitted_note(run: Run) -> Path:
     return paths.workspace() / "jobs" / "submitted" / f"{run.name}.json"
 
 
-def submitted(run: Run) -> str | None:
-    """"submitted as job N (log L)" when a ``--no-wait`` submission noted a job for `run`, else None."""
-    note = submitted_note(run)
-    if not note.is_file():
+def _read_note(run: Run) -> dict[str, Any] | None:
+    """The note of the last job submitted for `run` as it is now; None when there is none, or when it was submitted
+    for the run as it was before a change (other parameters, code or data: another run)."""
+    try:
+        info = json.loads(submitted_note(run).read_text())
+    except (OSError, ValueError):
         return None
-    info = json.loads(note.read_text())
+    return info if isinstance(info, dict) and info.get("identity") == identity(run) else None
+
+
+def submitted(run: Run) -> str | None:
+    """"submitted as job N (log L)" when a submission noted a job for `run` as it is now, else None."""
+    info = _read_note(run)
+    if info is None:
+        return None
     return f"submitted as job {info['job_id']} at {info['submitted']}, log {info['stdout']}"
 
 
-def _note(run: Run, job) -> None:
+def _note(run: Run, job, executor: str) -> None:
     note = submitted_note(run)
     note.parent.mkdir(parents=True, exist_ok=True)
     staged = note.with_suffix(".partial")
     staged.write_text(json.dumps({"job_id": str(job.job_id), "stdout": str(job.paths.stdout),
-                                  "stderr": str(job.paths.stderr),
+                                  "stderr": str(job.paths.stderr), "folder": str(job.paths.folder),
+                                  "executor": executor, "host": socket.gethostname(), "identity": identity(run),
                                   "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}))
     staged.replace(note)
+
+
+#: Slurm job states of a job that will still execute its run (sacct's names)
+ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                       "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def active_job(run: Run, executor: str) -> dict[str, Any] | None:
+    """The note of a job submitted earlier for `run` (as it is now) that is still queued or running, by this driver or
+    another one; None when there is none. On Slurm the job's state comes from Slurm (``sacct``, through submitit);
+    a job of submitit's local executor is a process of this host."""
+    info = _read_note(run)
+    if info is None or info.get("executor") != executor:
+        return None
+    if executor == "slurm":
+        import submitit
+
+        state = str(submitit.SlurmJob(folder=info["folder"], job_id=info["job_id"]).state or "UNKNOWN")
+        return info if state.split()[0].upper() in ACTIVE_SLURM_STATES else None
+    if info.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(info["job_id"]), 0)
+    except (ProcessLookupError, ValueError):
+        return None
+    except PermissionError:
+        pass                                                # alive, another user's: still running
+    return info
 
 
 def dependency(job_ids: list[str], keep_going: bool) -> dict[str, Any]:
@@ -124,7 +172,7 @@ def dependency(job_ids: list[str], keep_going: bool) -> dict[str, Any]:
 
 def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, options: dict[str, Any] | None = None,
                    force: bool = False, keep_going: bool = False, wait: bool = True, log=sys.stdout,
-                   poll_s: float = 5.0) -> int:
+                   poll_s: float = 5.0, after_run=None) -> int:
     """Execute `runs` as jobs (:class:`RunJob`), notebook after notebook; returns the exit status as
     :func:`skinlib.run.schedule.run_all` does (0: every run done or skipped; without `wait`: every job submitted).
 
@@ -134,6 +182,7 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
         wait: wait for each notebook's jobs before submitting the next notebook's; False (``--no-wait``, Slurm only):
             submit them all now, each notebook's jobs depending on the previous notebook's through Slurm.
         poll_s: seconds between looks at the jobs' states.
+        after_run: called with each run whose job ended (waiting only; ``--smoke`` drops its checkpoints).
     """
     try:
         import submitit
@@ -149,19 +198,26 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
     failures: list[str] = []
     before: list[str] = []                              # without waiting: the job ids the next notebook's jobs wait for
     for stage in stages(runs):
-        todo = []
+        todo, attached = [], []
         for run in stage:
             prefix = f"[{number[id(run)]}/{len(runs)}] {run.name}"
             if not force and is_done(out_dir, run):
                 _say(log, f"{prefix}: already done, and nothing it read changed since: skipped (--force to run again)")
+            elif not force and (earlier := active_job(run, executor)) is not None:
+                _say(log, f"{prefix}: its job {earlier['job_id']} (submitted at {earlier['submitted']}) is still queued "
+                          f"or running: not submitted again, waited for; log {earlier['stdout']}")
+                attached.append((prefix, run, earlier))
             else:
                 todo.append((prefix, run))
-        if not todo:
+        if not todo and not attached:
             continue
         # one submission per set of parameters: on Slurm, the runs of a notebook asking for the same go as one array
         submitted = []
         for params in _distinct(job_parameters(run, options or {}) for _, run in todo):
-            jobs_of.update_parameters(**_merged(params, dependency(before, keep_going)))
+            try:
+                jobs_of.update_parameters(**_merged(params, dependency(before, keep_going)))
+            except NameError as exc:                        # submitit's answer to a name it does not take
+                raise ValueError(f"--cluster-option: {exc}") from exc
             group = [(p, r) for p, r in todo if job_parameters(r, options or {}) == params]
             with jobs_of.batch():
                 jobs = [jobs_of.submit(RunJob(run, out_dir, cwd, force)) for _, run in group]
@@ -169,19 +225,22 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
         for (prefix, run), job in submitted:
             _say(log, f"{prefix}: submitted as job {job.job_id}"
                       f"{f' (after {len(before)} earlier job(s))' if before else ''}, log {job.paths.stdout}")
-            _note(run, job)
+            _note(run, job, executor)
         if not wait:
-            before = [str(job.job_id) for _, job in submitted]
+            before = [str(job.job_id) for _, job in submitted] + [info["job_id"] for _, _, info in attached]
             continue
         started = time.time()
         for (prefix, run), job in submitted:
             error = _outcome(job, poll_s)
-            if error:
-                _say(log, f"{prefix}: FAILED (job {job.job_id})\n  {error}")
-                failures.append(error)
-            else:
-                _say(log, f"{prefix}: done (job {job.job_id}, {time.time() - started:.0f}s after submission) -> "
-                          f"{out_dir / (run.name + '.ipynb')}")
+            _ended(log, prefix, run, job.job_id, error, out_dir, f"{time.time() - started:.0f}s after submission",
+                   failures, after_run)
+        for prefix, run, info in attached:
+            while active_job(run, executor) is not None:
+                time.sleep(poll_s)
+            error = None if is_done(out_dir, run) else (
+                f"{run.name}: its job {info['job_id']} ended without finishing it: "
+                f"{_read_record(record_path(out_dir, run)).get('error') or 'no error recorded'} (log: {info['stderr']})")
+            _ended(log, prefix, run, info["job_id"], error, out_dir, "submitted earlier", failures, after_run)
         if failures and not keep_going:
             break
     if not wait:
@@ -193,6 +252,17 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
         _say(log, f"\n{len(failures)} run(s) failed; results of the others are kept:\n  " + "\n  ".join(failures))
         return 1
     return 0
+
+
+def _ended(log, prefix: str, run: Run, job_id: str, error: str | None, out_dir: Path, when: str,
+           failures: list[str], after_run) -> None:
+    if error:
+        _say(log, f"{prefix}: FAILED (job {job_id})\n  {error}")
+        failures.append(error)
+    else:
+        _say(log, f"{prefix}: done (job {job_id}, {when}) -> {out_dir / (run.name + '.ipynb')}")
+    if after_run is not None:
+        after_run(run)
 
 
 def _merged(params: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
