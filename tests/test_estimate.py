@@ -122,3 +122,25 @@ def test_an_estimating_grad_cam_explains_a_few_batches_and_fills_the_rest(tmp_pa
     assert maps.shape == (20, 32, 32) and estimate.last_pass()["what"] == "gradcam"
     monkeypatch.delenv(estimate.STEPS_ENV)
     assert np.allclose(explain.probabilities(model, inputs, batch_size=4)[:8], proba[:8], atol=1e-5)
+
+
+def test_run_all_estimate_prints_the_table_in_a_workspace_of_its_own_and_resumes(synthetic_small, workspace, capfd):
+    """The command a user types, end to end on a small HAM10000 folder: 02 and 04 execute with their passes cut
+    short, each noting its estimate; the table has 04's fit; nothing is written where real runs go; a second call
+    estimates nothing again and prints the same table."""
+    from test_datasets import _main
+
+    argv = ["--data", str(synthetic_small / "ham10000"), "--estimate", "1", "--no-progress", "--only", "02", "04"]
+    assert _main(argv) == 0
+    said = capfd.readouterr().out
+    out = workspace / "estimate" / "outputs" / "default-1steps"
+    assert f"executed notebooks in {out}" in said and not (workspace / "outputs").exists()
+    table = said[said.index("estimate on this machine"):]
+    row = next(line.split() for line in table.splitlines() if line.startswith("04_custom_cnn "))
+    assert row[1] == "1" and int(row[2]) > 0, table                           # one fit, its steps projected
+    assert "02_splits " in table and "total (one run at a time)" in table
+    entries = [json.loads(line) for line in (out / "04_custom_cnn.estimate.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in entries].count("fit") == 1 and any(e["kind"] == "pass" for e in entries)
+    assert _main(argv) == 0
+    again = capfd.readouterr().out
+    assert again.count("already done") == 2 and "04_custom_cnn " in again[again.index("estimate on this machine"):]
