@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     gpus = None
     if args.gpus is not None:
         gpus = [g.strip() for g in args.gpus.split(",")]
-        if not all(gpus) or len(set(gpus)) != len(gpus) or not all(re.fullmatch(GPU_ID, g) for g in gpus):
+        if len(set(gpus)) != len(gpus) or not all(re.fullmatch(GPU_ID, g) for g in gpus):
             parser.error(f"--gpus {args.gpus}: give distinct GPU ids separated by commas, as CUDA_VISIBLE_DEVICES takes "
                          f"them: indices (--gpus 0,2) or UUIDs (GPU-..., MIG-...)")
     if args.executor == "local" and args.cluster_options:

@@ -24,7 +24,6 @@ job is still queued or running (:func:`active_job`): it waits for that job inste
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..leftovers import _alive
 from .execute import _execute, _read_record, _say, identity, is_done, record_path
 from .lock import RunLock
 from .plan import Run
@@ -141,25 +141,23 @@ ACTIVE_SLURM_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEU
 
 def active_job(run: Run, executor: str) -> dict[str, Any] | None:
     """The note of a job submitted earlier for `run` (as it is now) that is still queued or running, by this driver or
-    another one; None when there is none. On Slurm the job's state comes from Slurm (``sacct``, through submitit);
-    a job of submitit's local executor is a process of this host."""
+    another one; None when there is none."""
     info = _read_note(run)
-    if info is None or info.get("executor") != executor:
-        return None
+    return info if info is not None and _queued_or_running(info, executor) else None
+
+
+def _queued_or_running(info: dict[str, Any], executor: str) -> bool:
+    """Whether the job a note names will still execute its run: on Slurm, its state from Slurm (``sacct``, through
+    submitit); a job of submitit's local executor is a live process of this host."""
+    if info.get("executor") != executor:
+        return False
     if executor == "slurm":
         import submitit
 
         state = str(submitit.SlurmJob(folder=info["folder"], job_id=info["job_id"]).state or "UNKNOWN")
-        return info if state.split()[0].upper() in ACTIVE_SLURM_STATES else None
-    if info.get("host") != socket.gethostname():
-        return None
-    try:
-        os.kill(int(info["job_id"]), 0)
-    except (ProcessLookupError, ValueError):
-        return None
-    except PermissionError:
-        pass                                                # alive, another user's: still running
-    return info
+        return state.split()[0].upper() in ACTIVE_SLURM_STATES
+    job_id = str(info.get("job_id", ""))
+    return info.get("host") == socket.gethostname() and job_id.isdigit() and _alive(int(job_id))
 
 
 def dependency(job_ids: list[str], keep_going: bool) -> dict[str, Any]:
@@ -235,7 +233,7 @@ def run_on_cluster(runs: list[Run], out_dir: Path, cwd: Path, *, executor: str, 
             _ended(log, prefix, run, job.job_id, error, out_dir, f"{time.time() - started:.0f}s after submission",
                    failures, after_run)
         for prefix, run, info in attached:
-            while active_job(run, executor) is not None:
+            while _queued_or_running(info, executor):
                 time.sleep(poll_s)
             error = None if is_done(out_dir, run) else (
                 f"{run.name}: its job {info['job_id']} ended without finishing it: "
